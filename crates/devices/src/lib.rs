@@ -1,0 +1,1 @@
+//! VirtualBox-compatible device models: the PC platform, storage, display, input, VMMDev

@@ -1,0 +1,5 @@
+//! The `novabox` command.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Disk images: VDI, VMDK, VHD, raw, ISO, differencing chains (VirtualBox: VD)

@@ -1,0 +1,1 @@
+//! The .vbox and VirtualBox.xml model: load, validate, save
