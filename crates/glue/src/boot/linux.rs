@@ -1,0 +1,349 @@
+//! Direct kernel boot: the x86-64 Linux boot protocol's 64-bit entry (as Firecracker and
+//! Cloud Hypervisor do). The VMM loads the protected-mode kernel and initrd, fills the zero
+//! page (`struct boot_params`), builds identity page tables and a GDT, and starts the BSP in
+//! long mode at `startup_64` with RSI pointing at the zero page.
+//!
+//! Reference: Documentation/arch/x86/boot.rst (THE LINUX/x86 BOOT PROTOCOL).
+
+use super::e820::E820Entry;
+use pgm::GuestMemory;
+use sup::state::{cr0, efer, reg};
+use sup::{DescTable, Segment, VcpuState};
+
+/// Where the zero page goes.
+pub const BOOT_PARAMS: u64 = 0x7000;
+/// Where the command line goes.
+pub const CMDLINE: u64 = 0x2_0000;
+/// The boot GDT.
+const GDT: u64 = 0x500;
+/// PML4, PDPT and four page directories (identity map of the first 4 GiB with 2 MiB pages).
+const PML4: u64 = 0x9000;
+const PDPT: u64 = 0xa000;
+const PD: u64 = 0xb000;
+
+/// Errors of the kernel loader.
+#[derive(Debug, thiserror::Error)]
+pub enum LinuxBootError {
+    /// The file is not a bzImage.
+    #[error("not a Linux bzImage ({0})")]
+    NotBzImage(&'static str),
+    /// The kernel is too old for the 64-bit entry.
+    #[error("kernel boot protocol {0:#x} is too old (need 2.12+ with a 64-bit entry point)")]
+    TooOld(u16),
+    /// The kernel does not fit.
+    #[error("{what} ({size} bytes) does not fit in guest RAM below {limit:#x}")]
+    NoRoom {
+        /// What.
+        what: &'static str,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// The command line is too long.
+    #[error("kernel command line is {len} bytes; this kernel accepts at most {max}")]
+    CmdlineTooLong {
+        /// Length.
+        len: usize,
+        /// Limit.
+        max: usize,
+    },
+    /// Guest memory refused a write.
+    #[error(transparent)]
+    Memory(#[from] pgm::PgmError),
+}
+
+/// What to boot.
+pub struct LinuxImage<'a> {
+    /// The bzImage file contents.
+    pub kernel: &'a [u8],
+    /// The initrd contents.
+    pub initrd: Option<&'a [u8]>,
+    /// The command line.
+    pub cmdline: &'a str,
+    /// The memory map.
+    pub e820: &'a [E820Entry],
+    /// Where the ACPI RSDP is (boot_params.acpi_rsdp_addr).
+    pub rsdp: Option<u64>,
+}
+
+/// The parts of the setup header the loader needs.
+#[derive(Debug, Clone, Copy)]
+pub struct SetupHeader {
+    /// Boot protocol version.
+    pub version: u16,
+    /// Number of 512-byte setup sectors.
+    pub setup_sects: u8,
+    /// Bit 0 of xloadflags: 64-bit entry at +0x200.
+    pub xloadflags: u16,
+    /// Highest address the initrd may end at.
+    pub initrd_addr_max: u32,
+    /// Physical alignment of a relocatable kernel.
+    pub kernel_alignment: u32,
+    /// Relocatable.
+    pub relocatable: bool,
+    /// Longest command line.
+    pub cmdline_size: u32,
+    /// Preferred load address.
+    pub pref_address: u64,
+    /// Memory the kernel needs from its load address while decompressing.
+    pub init_size: u32,
+}
+
+fn le16(b: &[u8], o: usize) -> u16 {
+    u16::from_le_bytes([b[o], b[o + 1]])
+}
+fn le32(b: &[u8], o: usize) -> u32 {
+    u32::from_le_bytes([b[o], b[o + 1], b[o + 2], b[o + 3]])
+}
+
+impl SetupHeader {
+    /// Parse and check the header of a bzImage.
+    pub fn parse(k: &[u8]) -> Result<Self, LinuxBootError> {
+        if k.len() < 0x1000 {
+            return Err(LinuxBootError::NotBzImage("file too short"));
+        }
+        if le16(k, 0x1fe) != 0xaa55 {
+            return Err(LinuxBootError::NotBzImage("no boot sector signature"));
+        }
+        if le32(k, 0x202) != 0x5372_6448 {
+            return Err(LinuxBootError::NotBzImage("no HdrS setup header"));
+        }
+        let version = le16(k, 0x206);
+        if version < 0x020c {
+            return Err(LinuxBootError::TooOld(version));
+        }
+        let h = SetupHeader {
+            version,
+            setup_sects: k[0x1f1],
+            xloadflags: le16(k, 0x236),
+            initrd_addr_max: le32(k, 0x22c),
+            kernel_alignment: le32(k, 0x230),
+            relocatable: k[0x234] != 0,
+            cmdline_size: le32(k, 0x238),
+            pref_address: u64::from(le32(k, 0x258)) | (u64::from(le32(k, 0x25c)) << 32),
+            init_size: le32(k, 0x260),
+        };
+        if h.xloadflags & 1 == 0 {
+            return Err(LinuxBootError::NotBzImage("kernel has no 64-bit entry point"));
+        }
+        Ok(h)
+    }
+
+    /// Offset of the protected-mode kernel in the file.
+    pub fn kernel_offset(&self) -> usize {
+        let sects = if self.setup_sects == 0 { 4 } else { self.setup_sects };
+        (usize::from(sects) + 1) * 512
+    }
+}
+
+/// Load the kernel and return the BSP's initial state.
+pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxBootError> {
+    let k = img.kernel;
+    let h = SetupHeader::parse(k)?;
+    let koff = h.kernel_offset();
+    if koff >= k.len() {
+        return Err(LinuxBootError::NotBzImage("setup sectors run past the end of the file"));
+    }
+    let payload = &k[koff..];
+    let ram_top = mem.layout().ram_below_4g();
+    let need = u64::from(h.init_size).max(payload.len() as u64);
+    let align = u64::from(h.kernel_alignment.max(0x20_0000));
+    let load_addr = if !h.relocatable || h.pref_address + need <= ram_top {
+        h.pref_address.max(0x10_0000)
+    } else {
+        0x10_0000u64.next_multiple_of(align)
+    };
+    if load_addr + need > ram_top {
+        return Err(LinuxBootError::NoRoom {
+            what: "kernel",
+            size: need,
+            limit: ram_top,
+        });
+    }
+    mem.write(load_addr, payload)?;
+
+    // Zero page: copy the setup header as the protocol asks, then fill loader fields.
+    let mut bp = vec![0u8; 4096];
+    let hdr_end = (0x202 + usize::from(k[0x201])).min(0x280).min(k.len());
+    bp[0x1f1..hdr_end].copy_from_slice(&k[0x1f1..hdr_end]);
+    bp[0x210] = 0xff; // type_of_loader: undefined loader
+    bp[0x211] |= 0x80 | 0x01; // CAN_USE_HEAP, LOADED_HIGH
+    bp[0x224..0x226].copy_from_slice(&(0xe000u16 - 0x200).to_le_bytes());
+
+    let cmd = img.cmdline.as_bytes();
+    let max_cmd = if h.cmdline_size == 0 { 255 } else { h.cmdline_size as usize };
+    if cmd.len() > max_cmd {
+        return Err(LinuxBootError::CmdlineTooLong {
+            len: cmd.len(),
+            max: max_cmd,
+        });
+    }
+    let mut c = cmd.to_vec();
+    c.push(0);
+    mem.write(CMDLINE, &c)?;
+    bp[0x228..0x22c].copy_from_slice(&(CMDLINE as u32).to_le_bytes());
+
+    if let Some(initrd) = img.initrd {
+        let limit = ram_top.min(u64::from(h.initrd_addr_max) + 1);
+        let size = initrd.len() as u64;
+        let kernel_end = load_addr + need;
+        let addr = limit
+            .checked_sub(size)
+            .map(|a| a & !0xfff)
+            .filter(|&a| a >= kernel_end)
+            .ok_or(LinuxBootError::NoRoom {
+                what: "initrd",
+                size,
+                limit,
+            })?;
+        mem.write(addr, initrd)?;
+        bp[0x218..0x21c].copy_from_slice(&(addr as u32).to_le_bytes());
+        bp[0x21c..0x220].copy_from_slice(&(size as u32).to_le_bytes());
+    }
+    if let Some(rsdp) = img.rsdp {
+        bp[0x70..0x78].copy_from_slice(&rsdp.to_le_bytes());
+    }
+    let n = img.e820.len().min(128);
+    bp[0x1e8] = n as u8;
+    for (i, e) in img.e820.iter().take(n).enumerate() {
+        let o = 0x2d0 + i * 20;
+        bp[o..o + 20].copy_from_slice(&e.to_bytes());
+    }
+    mem.write(BOOT_PARAMS, &bp)?;
+
+    // GDT: null, null, 64-bit code (0x10), data (0x18).
+    let gdt: [u64; 4] = [0, 0, 0x00af_9b00_0000_ffff, 0x00cf_9300_0000_ffff];
+    for (i, d) in gdt.iter().enumerate() {
+        mem.write_le::<8>(GDT + i as u64 * 8, *d)?;
+    }
+    // Identity map 4 GiB with 2 MiB pages.
+    mem.write_le::<8>(PML4, PDPT | 3)?;
+    for i in 0..4u64 {
+        mem.write_le::<8>(PDPT + i * 8, (PD + i * 0x1000) | 3)?;
+    }
+    for i in 0..2048u64 {
+        mem.write_le::<8>(PD + i * 8, (i << 21) | 0x83)?;
+    }
+
+    let mut s = VcpuState::reset();
+    let code = Segment {
+        selector: 0x10,
+        base: 0,
+        limit: 0xffff_ffff,
+        attr: Segment::attr_from_descriptor((gdt[2] >> 32) as u32),
+    };
+    let data = Segment {
+        selector: 0x18,
+        base: 0,
+        limit: 0xffff_ffff,
+        attr: Segment::attr_from_descriptor((gdt[3] >> 32) as u32),
+    };
+    s.cs = code;
+    s.ds = data;
+    s.es = data;
+    s.ss = data;
+    s.fs = data;
+    s.gs = data;
+    s.gdtr = DescTable {
+        base: GDT,
+        limit: (gdt.len() * 8 - 1) as u16,
+    };
+    s.idtr = DescTable { base: 0, limit: 0 };
+    s.cr0 = cr0::PE | cr0::PG | cr0::ET | cr0::NE;
+    s.cr3 = PML4;
+    s.cr4 = 1 << 5; // PAE
+    s.efer = efer::LME | efer::LMA;
+    s.rip = load_addr + 0x200;
+    s.gpr[reg::RSI] = BOOT_PARAMS;
+    s.rflags = 2;
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgm::MemoryLayout;
+
+    fn fake_bzimage() -> Vec<u8> {
+        let mut k = vec![0u8; 0x4000];
+        k[0x1f1] = 3;
+        k[0x1fe] = 0x55;
+        k[0x1ff] = 0xaa;
+        k[0x201] = 0x6a; // jump offset: header ends at 0x26c
+        k[0x202..0x206].copy_from_slice(b"HdrS");
+        k[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+        k[0x22c..0x230].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+        k[0x230..0x234].copy_from_slice(&0x20_0000u32.to_le_bytes());
+        k[0x234] = 1;
+        k[0x236..0x238].copy_from_slice(&3u16.to_le_bytes());
+        k[0x238..0x23c].copy_from_slice(&2048u32.to_le_bytes());
+        k[0x258..0x260].copy_from_slice(&0x100_0000u64.to_le_bytes());
+        k[0x260..0x264].copy_from_slice(&0x10_0000u32.to_le_bytes());
+        k[0x800] = 0xf4; // first byte of the protected-mode kernel
+        k
+    }
+
+    #[test]
+    fn loads_kernel_initrd_and_zero_page() {
+        let mem = GuestMemory::new(MemoryLayout::pc(64 << 20).unwrap()).unwrap();
+        let k = fake_bzimage();
+        let initrd = vec![0x5a; 10_000];
+        let e820 = [E820Entry {
+            addr: 0,
+            size: 0x9fc00,
+            kind: 1,
+        }];
+        let s = load(
+            &mem,
+            &LinuxImage {
+                kernel: &k,
+                initrd: Some(&initrd),
+                cmdline: "console=ttyS0",
+                e820: &e820,
+                rsdp: Some(0xe0000),
+            },
+        )
+        .unwrap();
+        assert_eq!(s.rip, 0x100_0000 + 0x200);
+        assert_eq!(mem.read_le::<1>(0x100_0000).unwrap(), 0xf4);
+        assert_eq!(s.gpr[reg::RSI], BOOT_PARAMS);
+        assert!(s.long_mode() && s.cs.attr & Segment::L != 0);
+        let rd = mem.read_le::<4>(BOOT_PARAMS + 0x218).unwrap();
+        assert_eq!(rd % 4096, 0);
+        assert_eq!(mem.read_le::<1>(rd).unwrap(), 0x5a);
+        assert_eq!(mem.read_le::<4>(BOOT_PARAMS + 0x21c).unwrap(), 10_000);
+        assert_eq!(mem.read_le::<1>(BOOT_PARAMS + 0x1e8).unwrap(), 1);
+        assert_eq!(mem.read_le::<8>(BOOT_PARAMS + 0x70).unwrap(), 0xe0000);
+        let mut c = [0u8; 14];
+        mem.read(CMDLINE, &mut c).unwrap();
+        assert_eq!(&c, b"console=ttyS0\0");
+        // Page tables map 3 GiB + 2 MiB to itself.
+        assert_eq!(mem.read_le::<8>(PD + 3 * 0x1000 + 8).unwrap(), (3 << 30) | (2 << 20) | 0x83);
+    }
+
+    #[test]
+    fn rejects_garbage_and_small_memory() {
+        let mem = GuestMemory::new(MemoryLayout::pc(2 << 20).unwrap()).unwrap();
+        let e = |k: &[u8]| {
+            load(
+                &mem,
+                &LinuxImage {
+                    kernel: k,
+                    initrd: None,
+                    cmdline: "",
+                    e820: &[],
+                    rsdp: None,
+                },
+            )
+            .unwrap_err()
+            .to_string()
+        };
+        assert!(e(&[]).contains("too short"));
+        assert!(e(&[0u8; 8192]).contains("signature"));
+        assert!(e(&fake_bzimage()).contains("does not fit"));
+        let mut old = fake_bzimage();
+        old[0x206] = 0x04;
+        assert!(e(&old).contains("too old"));
+    }
+}
