@@ -8,6 +8,7 @@
 
 pub mod cpuid;
 pub mod exit;
+pub mod kvm;
 pub mod state;
 
 pub use cpuid::CpuidEntry;
