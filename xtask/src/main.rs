@@ -1,1 +1,24 @@
-fn main() {}
+//! `cargo xtask <task>`: project tasks, dispatched on the first argument.
+
+mod demo;
+mod kit;
+mod test_cmd;
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or_default();
+    match args.first().map(String::as_str) {
+        Some("kit") => kit::run(rest),
+        Some("test") => test_cmd::run(rest),
+        Some("demo") => demo::run(rest),
+        _ => anyhow::bail!("usage: cargo xtask <task> [args]; tasks: kit, test, demo"),
+    }
+}
+
+/// The repository root (xtask lives one level below it).
+pub fn repo_root() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask is inside the repository")
+        .to_path_buf()
+}

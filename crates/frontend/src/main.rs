@@ -2,12 +2,16 @@
 
 use clap::{Parser, Subcommand};
 
+mod logging;
 mod run_cmd;
 
 /// novabox: run VirtualBox machines on a small, memory-safe VMM.
 #[derive(Parser, Debug)]
 #[command(name = "novabox", version, about)]
 struct Cli {
+    /// Write the log (tracing, level from NOVABOX_LOG, default info) to this file.
+    #[arg(long, global = true, value_name = "FILE")]
+    log: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -23,6 +27,10 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
+    if let Err(e) = logging::init(cli.log.as_deref()) {
+        eprintln!("novabox: {e:#}");
+        std::process::exit(1);
+    }
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(*args),
     };

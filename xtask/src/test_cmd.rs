@@ -1,0 +1,48 @@
+//! `cargo xtask test`: the whole test suite, set-up included (the README's test command and
+//! what CI runs).
+
+use std::process::Command;
+
+fn step(name: &str, cmd: &mut Command) -> anyhow::Result<()> {
+    eprintln!("==> {name}");
+    let status = cmd.status()?;
+    if !status.success() {
+        anyhow::bail!("{name} failed ({status})");
+    }
+    Ok(())
+}
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// Run everything: host set-up, the guest kit, formatting and lint checks, all tests.
+pub fn run(args: &[String]) -> anyhow::Result<()> {
+    let root = crate::repo_root();
+    let quick = args.iter().any(|a| a == "--quick");
+    step(
+        "host packages (scripts/setup-host.sh)",
+        Command::new("bash").arg(root.join("scripts/setup-host.sh")),
+    )?;
+    step("guest kit (cargo xtask kit)", cargo().args(["xtask", "kit"]).current_dir(&root))?;
+    step(
+        "format check",
+        cargo().args(["fmt", "--all", "--", "--check"]).current_dir(&root),
+    )?;
+    if !quick {
+        step(
+            "clippy",
+            cargo()
+                .args(["clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings"])
+                .current_dir(&root),
+        )?;
+    }
+    step(
+        "tests",
+        cargo()
+            .args(["test", "--workspace", "--release", "--", "--test-threads=2"])
+            .current_dir(&root),
+    )?;
+    eprintln!("==> all tests passed");
+    Ok(())
+}
