@@ -196,6 +196,12 @@ impl KvmVcpu {
         if d.intersects(SREGS_PARTS) {
             conv::state_to_sregs(&state, &mut self.mirror().sregs, d & SREGS_PARTS);
             self.set_kvm_dirty(KVM_SYNC_X86_SREGS);
+            if d.contains(StateMask::CRS) {
+                // Without an in-kernel LAPIC, KVM_RUN loads CR8 from kvm_run.cr8 on every
+                // entry (after the sync registers), so the TPR must go there too.
+                // SAFETY: field write into the live mapping; see `mirror`.
+                unsafe { *addr_of_mut!((*self.run).cr8) = state.cr8 }
+            }
         }
         if d.contains(StateMask::EVENTS) {
             conv::events_to_kvm(&state.events, &mut self.mirror().events);
@@ -455,7 +461,9 @@ impl Vcpu for KvmVcpu {
         self.recall.in_run.store(true, Ordering::SeqCst);
         // SAFETY: KVM_RUN on our own vCPU fd; the kernel reads and writes the kvm_run mapping
         // (owned by `self.fd`, alive) and no Rust reference into it is live across the call.
-        let ret = unsafe { libc::ioctl(self.fd.as_raw_fd(), KVM_RUN as _) };
+        // The argument must be 0 (KVM refuses anything else with EINVAL), so pass it
+        // explicitly rather than leave a variadic slot to chance.
+        let ret = unsafe { libc::ioctl(self.fd.as_raw_fd(), KVM_RUN as _, 0usize) };
         let err = (ret < 0).then(std::io::Error::last_os_error);
         self.recall.in_run.store(false, Ordering::Release);
         match err {
