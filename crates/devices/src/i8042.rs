@@ -1345,7 +1345,11 @@ mod tests {
         assert_eq!(r.c.read_port(false), 0x99);
         assert_eq!(r.status() & STS_AUXB, STS_AUXB);
         assert_eq!(r.c.read_port(false), 0x77);
-        assert_eq!(r.c.read_port(false), 0x77, "empty buffer reads the last byte");
+        assert_eq!(
+            r.c.read_port(false),
+            0x77,
+            "empty buffer reads the last byte"
+        );
     }
 
     #[test]

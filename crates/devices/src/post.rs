@@ -139,7 +139,10 @@ mod tests {
         let mut c = DebugCon::new(Box::new(buf.clone()));
         let mut d = [0u8; 1];
         c.read(0x402, 0, &mut d);
-        assert_eq!(d[0], 0xe9, "SeaBIOS disables debug output unless it reads 0xE9");
+        assert_eq!(
+            d[0], 0xe9,
+            "SeaBIOS disables debug output unless it reads 0xE9"
+        );
         for b in b"SeaBIOS\n" {
             c.write(0x402, 0, &[*b]);
         }
@@ -151,7 +154,8 @@ mod tests {
         let bus = iomio::Bus::new();
         let buf = Buf::default();
         let dev = Arc::new(Mutex::new(DebugCon::new(Box::new(buf.clone()))));
-        bus.insert(DEBUGCON_PORT as u64, 1, "debugcon", dev).unwrap();
+        bus.insert(DEBUGCON_PORT as u64, 1, "debugcon", dev)
+            .unwrap();
         bus.write(0x402, &[b'x']);
         let mut d = [0u8; 1];
         bus.read(0x402, &mut d);

@@ -652,7 +652,10 @@ mod tests {
         r.uart.write_reg(MCR, MCR_LOOP | MCR_RTS | MCR_OUT1);
         r.uart.read_reg(MSR); // clear deltas from entering loopback
         r.uart.write_reg(DATA, 0x55);
-        assert!(r.out.0.lock().is_empty(), "loopback keeps bytes off the wire");
+        assert!(
+            r.out.0.lock().is_empty(),
+            "loopback keeps bytes off the wire"
+        );
         assert_eq!(r.uart.read_reg(DATA), 0x55);
         assert_eq!(r.uart.receive(b"q"), 0, "host input is disconnected");
         r.uart.write_reg(MCR, MCR_LOOP | MCR_DTR);
@@ -673,7 +676,11 @@ mod tests {
         r.uart.write_reg(IER, IER_ERBFI | IER_ELSI | IER_ETBEI);
         r.uart.write_reg(DATA, 1);
         r.uart.write_reg(DATA, 2); // holding register full: overrun
-        assert_eq!(r.uart.read_reg(IIR_FCR), IIR_RLS, "line status has top priority");
+        assert_eq!(
+            r.uart.read_reg(IIR_FCR),
+            IIR_RLS,
+            "line status has top priority"
+        );
         assert_eq!(r.uart.read_reg(LSR) & (LSR_OE | LSR_DR), LSR_OE | LSR_DR);
         assert_eq!(r.uart.read_reg(LSR) & LSR_OE, 0, "LSR read clears OE");
         assert_eq!(r.uart.read_reg(IIR_FCR), IIR_RDA);
