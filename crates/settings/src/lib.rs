@@ -3,6 +3,7 @@
 //! (Full API documentation is at the end of this module's development; see
 //! the module list.)
 
+pub mod create;
 pub mod document;
 pub mod enums;
 pub mod error;
@@ -10,8 +11,11 @@ pub mod layout;
 pub mod lock;
 pub mod model;
 pub mod read;
+pub mod registry;
+pub mod resolve;
 pub mod values;
 pub mod version;
+pub mod write;
 pub mod xml;
 
 pub use document::MachineFile;

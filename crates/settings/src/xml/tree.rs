@@ -220,6 +220,30 @@ impl Element {
         self.elements().filter(move |e| e.local() == name)
     }
 
+    /// The child element `<local attr="value">`, mutable.
+    pub fn find_mut(&mut self, local: &str, attr: &str, value: &str) -> Option<&mut Element> {
+        self.elements_mut()
+            .find(|e| e.local() == local && e.attr(attr) == Some(value))
+    }
+
+    /// The child element `<local attr="value">`, appended from `make` when
+    /// there is none.
+    pub fn upsert(
+        &mut self,
+        local: &str,
+        attr: &str,
+        value: &str,
+        make: impl FnOnce() -> Element,
+    ) -> &mut Element {
+        if !self
+            .elements()
+            .any(|e| e.local() == local && e.attr(attr) == Some(value))
+        {
+            self.push_element(make());
+        }
+        self.find_mut(local, attr, value).expect("present")
+    }
+
     /// First child element with this name, created (appended) when missing.
     pub fn child_or_insert(&mut self, name: &str) -> &mut Element {
         if self.child(name).is_none() {
