@@ -1,0 +1,135 @@
+//! Model-specific registers the OSes we run touch.
+
+use crate::cpu::{gp0, Cpu, R};
+use sup::state::efer;
+
+/// MSR numbers.
+pub(crate) mod n {
+    pub const TSC: u32 = 0x10;
+    pub const PLATFORM_ID: u32 = 0x17;
+    pub const APIC_BASE: u32 = 0x1b;
+    pub const FEATURE_CONTROL: u32 = 0x3a;
+    pub const BIOS_SIGN_ID: u32 = 0x8b;
+    pub const MTRRCAP: u32 = 0xfe;
+    pub const SYSENTER_CS: u32 = 0x174;
+    pub const SYSENTER_ESP: u32 = 0x175;
+    pub const SYSENTER_EIP: u32 = 0x176;
+    pub const MCG_CAP: u32 = 0x179;
+    pub const MCG_STATUS: u32 = 0x17a;
+    pub const MISC_ENABLE: u32 = 0x1a0;
+    pub const DEBUGCTL: u32 = 0x1d9;
+    pub const PAT: u32 = 0x277;
+    pub const MTRR_DEF_TYPE: u32 = 0x2ff;
+    pub const EFER: u32 = 0xc000_0080;
+    pub const STAR: u32 = 0xc000_0081;
+    pub const LSTAR: u32 = 0xc000_0082;
+    pub const CSTAR: u32 = 0xc000_0083;
+    pub const FMASK: u32 = 0xc000_0084;
+    pub const FS_BASE: u32 = 0xc000_0100;
+    pub const GS_BASE: u32 = 0xc000_0101;
+    pub const KERNEL_GS_BASE: u32 = 0xc000_0102;
+    pub const TSC_AUX: u32 = 0xc000_0103;
+}
+
+fn is_mtrr(m: u32) -> bool {
+    matches!(m, 0x200..=0x20f | 0x250 | 0x258 | 0x259 | 0x268..=0x26f | n::MTRR_DEF_TYPE)
+}
+
+fn canonical(v: u64) -> bool {
+    ((v as i64) << 16 >> 16) as u64 == v
+}
+
+impl Cpu {
+    /// RDMSR.
+    pub(crate) fn rdmsr(&mut self, m: u32) -> R<u64> {
+        let s = &self.s;
+        Ok(match m {
+            n::TSC => self.read_tsc(),
+            n::PLATFORM_ID | n::FEATURE_CONTROL | n::MCG_CAP | n::MCG_STATUS | n::DEBUGCTL => 0,
+            n::BIOS_SIGN_ID => *self.msrs.get(&m).unwrap_or(&0),
+            n::APIC_BASE => s.apic_base,
+            n::MTRRCAP => 0x508, // 8 variable ranges, fixed ranges, write-combining
+            n::SYSENTER_CS => s.msrs.sysenter_cs,
+            n::SYSENTER_ESP => s.msrs.sysenter_esp,
+            n::SYSENTER_EIP => s.msrs.sysenter_eip,
+            n::MISC_ENABLE => s.msrs.misc_enable,
+            n::PAT => s.msrs.pat,
+            n::EFER => s.efer,
+            n::STAR => s.msrs.star,
+            n::LSTAR => s.msrs.lstar,
+            n::CSTAR => s.msrs.cstar,
+            n::FMASK => s.msrs.fmask,
+            n::FS_BASE => s.fs.base,
+            n::GS_BASE => s.gs.base,
+            n::KERNEL_GS_BASE => s.msrs.kernel_gs_base,
+            n::TSC_AUX => s.msrs.tsc_aux,
+            m if is_mtrr(m) => *self.msrs.get(&m).unwrap_or(&0),
+            _ => return Err(gp0()),
+        })
+    }
+
+    /// WRMSR.
+    pub(crate) fn wrmsr(&mut self, m: u32, v: u64) -> R<()> {
+        match m {
+            n::TSC => self.set_tsc(v),
+            n::BIOS_SIGN_ID => {
+                self.msrs.insert(m, v);
+            }
+            n::DEBUGCTL | n::MCG_STATUS => {}
+            n::APIC_BASE => {
+                if v & 0xffff_fff0_0000_02ff != 0 {
+                    return Err(gp0());
+                }
+                // The BSP flag is read-only.
+                self.s.apic_base = (v & !0x100) | (self.s.apic_base & 0x100);
+            }
+            n::SYSENTER_CS => self.s.msrs.sysenter_cs = v & 0xffff,
+            n::SYSENTER_ESP | n::SYSENTER_EIP if !canonical(v) => return Err(gp0()),
+            n::SYSENTER_ESP => self.s.msrs.sysenter_esp = v,
+            n::SYSENTER_EIP => self.s.msrs.sysenter_eip = v,
+            n::MISC_ENABLE => self.s.msrs.misc_enable = v,
+            n::PAT => {
+                for i in 0..8 {
+                    let t = (v >> (i * 8)) & 0xff;
+                    if !matches!(t, 0 | 1 | 4 | 5 | 6 | 7) {
+                        return Err(gp0());
+                    }
+                }
+                self.s.msrs.pat = v;
+            }
+            n::EFER => {
+                let allowed = efer::SCE | efer::LME | efer::NXE | efer::LMA;
+                if v & !allowed != 0 {
+                    return Err(gp0());
+                }
+                let paging = self.s.cr0 & sup::state::cr0::PG != 0;
+                if paging && (v ^ self.s.efer) & efer::LME != 0 {
+                    return Err(gp0());
+                }
+                let new = (v & !efer::LMA) | (self.s.efer & efer::LMA);
+                if (new ^ self.s.efer) & efer::NXE != 0 {
+                    self.tlb.flush_all();
+                }
+                self.s.efer = new;
+                self.update_mode();
+                self.end_block = true;
+            }
+            n::STAR => self.s.msrs.star = v,
+            n::LSTAR | n::CSTAR | n::FS_BASE | n::GS_BASE | n::KERNEL_GS_BASE if !canonical(v) => {
+                return Err(gp0())
+            }
+            n::LSTAR => self.s.msrs.lstar = v,
+            n::CSTAR => self.s.msrs.cstar = v,
+            n::FMASK => self.s.msrs.fmask = v & 0xffff_ffff,
+            n::FS_BASE => self.s.fs.base = v,
+            n::GS_BASE => self.s.gs.base = v,
+            n::KERNEL_GS_BASE => self.s.msrs.kernel_gs_base = v,
+            n::TSC_AUX => self.s.msrs.tsc_aux = v & 0xffff_ffff,
+            m if is_mtrr(m) => {
+                self.msrs.insert(m, v);
+            }
+            _ => return Err(gp0()),
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,497 @@
+//! The interpreter vCPU: sup's `Vcpu` implemented by the block-execution loop.
+
+use crate::cpu::{vec, Cpu, Fault, MmioAccess, Stop};
+use crate::event::{class, has_error_code, Class, Ev};
+use crate::flags::fl;
+use crate::icache::{self, Block, BlockCache};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use sup::{CpuidEntry, Recall, StateMask, Vcpu, VcpuState, VmExit};
+
+/// Instructions executed per `run` before it returns `Recalled`, so the VMM loop can
+/// deliver timer interrupts even when the guest never exits.
+pub const SLICE_INSTRUCTIONS: u64 = 200_000;
+
+/// The recall flag of one interpreter vCPU.
+#[derive(Debug, Default)]
+pub struct RecallFlag(AtomicBool);
+
+impl Recall for RecallFlag {
+    fn recall(&self) {
+        self.0.store(true, Ordering::Release);
+    }
+}
+
+/// Counters for performance measurement.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Stats {
+    /// Instructions retired.
+    pub instructions: u64,
+    /// Blocks decoded (cache misses).
+    pub blocks_decoded: u64,
+    /// Exceptions and interrupts delivered.
+    pub events: u64,
+}
+
+/// A vCPU executed by the interpreter.
+pub struct IemVcpu {
+    cpu: Cpu,
+    cache: BlockCache,
+    recall: Arc<RecallFlag>,
+    irq_window: bool,
+    last_io: bool,
+    stats: Stats,
+    slice: u64,
+}
+
+enum Flow {
+    Continue,
+    Exit(VmExit),
+}
+
+impl IemVcpu {
+    /// A vCPU in the given (engine-neutral) state over `memory`: how a running VM moves a
+    /// vCPU from the KVM backend to the interpreter.
+    pub fn from_state(id: u32, memory: Arc<pgm::GuestMemory>, state: VcpuState) -> Self {
+        let mut cpu = Cpu::new(id, memory, state);
+        for e in cpu.cpuid.iter_mut() {
+            if e.function == 1 {
+                e.ebx = (e.ebx & 0x00ff_ffff) | (id << 24);
+            }
+        }
+        IemVcpu {
+            cpu,
+            cache: BlockCache::default(),
+            recall: Arc::new(RecallFlag::default()),
+            irq_window: false,
+            last_io: false,
+            stats: Stats::default(),
+            slice: SLICE_INSTRUCTIONS,
+        }
+    }
+
+    /// The complete current state (for moving the vCPU to another engine or saving it).
+    pub fn to_state(&mut self) -> VcpuState {
+        self.cpu.export_state();
+        self.cpu.s
+    }
+
+    /// Set the guest TSC frequency in Hz (default [`crate::DEFAULT_TSC_HZ`]); the TSC keeps
+    /// its current value.
+    pub fn set_tsc_frequency(&mut self, hz: u64) {
+        let now = self.cpu.read_tsc();
+        self.cpu.tsc.hz = hz.max(1);
+        self.cpu.set_tsc(now);
+    }
+
+    /// Set the guest TSC value now.
+    pub fn set_tsc(&mut self, value: u64) {
+        self.cpu.set_tsc(value);
+    }
+
+    /// Instructions per `run` slice before returning `Recalled`.
+    pub fn set_slice(&mut self, instructions: u64) {
+        self.slice = instructions.max(1);
+    }
+
+    /// Performance counters.
+    pub fn stats(&self) -> Stats {
+        self.stats
+    }
+
+    /// Number of decoded blocks in the cache.
+    pub fn cached_blocks(&self) -> usize {
+        self.cache.len()
+    }
+
+    fn sync_in(&mut self) {
+        if self.cpu.exported {
+            self.cpu.exported = false;
+            let before = self.cpu.seen_paging;
+            self.cpu.import_state();
+            if before != self.cpu.seen_paging {
+                self.cache.clear();
+            }
+        }
+    }
+
+    /// Deliver an exception with the double/triple-fault rules. Returns an exit when the
+    /// vCPU shuts down.
+    fn raise(&mut self, f: Fault) -> Option<VmExit> {
+        let c = &mut self.cpu;
+        let mut cur = f;
+        self.stats.events += 1;
+        for _ in 0..3 {
+            let code = if has_error_code(cur.vector) {
+                Some(cur.code.unwrap_or(0))
+            } else {
+                None
+            };
+            let ret = c.s.rip;
+            match c.deliver(cur.vector, Ev::Exc, code, ret) {
+                Ok(()) => return None,
+                Err(Stop::Fault(nf)) => {
+                    if cur.vector == vec::DF {
+                        return Some(VmExit::Shutdown);
+                    }
+                    let (a, b) = (class(cur.vector), class(nf.vector));
+                    cur = if (a == Class::Contributory && b == Class::Contributory)
+                        || (a == Class::PageFault && b != Class::Benign)
+                    {
+                        Fault {
+                            vector: vec::DF,
+                            code: Some(0),
+                        }
+                    } else {
+                        nf
+                    };
+                }
+                Err(Stop::Exit) => {
+                    c.exit = None;
+                    return Some(VmExit::Unhandled(
+                        "event delivery touched MMIO (IDT/stack not in RAM)".into(),
+                    ));
+                }
+            }
+        }
+        Some(VmExit::Shutdown)
+    }
+
+    /// Deliver an external interrupt or NMI.
+    fn deliver_ext(&mut self, v: u8) -> Option<VmExit> {
+        self.stats.events += 1;
+        let ret = self.cpu.s.rip;
+        match self.cpu.deliver(v, Ev::Ext, None, ret) {
+            Ok(()) => None,
+            Err(Stop::Fault(f)) => self.raise(f),
+            Err(Stop::Exit) => Some(VmExit::Unhandled("interrupt delivery touched MMIO".into())),
+        }
+    }
+
+    /// True while an instruction waits to be completed with I/O or MMIO data.
+    fn resuming(&self) -> bool {
+        self.cpu.pending_in.is_some() || !self.cpu.mmio_replay.is_empty()
+    }
+
+    /// Fetch (decode if needed) the block at the current RIP.
+    fn block_key(&mut self) -> Result<u64, Flow> {
+        let c = &mut self.cpu;
+        let lin = c.s.cs.base.wrapping_add(c.s.rip);
+        let lin = if c.long64() { lin } else { lin & 0xffff_ffff };
+        let off = match c.fetch_xlate(lin) {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                return Err(Flow::Exit(VmExit::Unhandled(format!(
+                    "instruction fetch from MMIO at linear {lin:#x}"
+                ))))
+            }
+            Err(Stop::Fault(f)) => {
+                return Err(match self.raise(f) {
+                    Some(e) => Flow::Exit(e),
+                    None => Flow::Continue,
+                })
+            }
+            Err(Stop::Exit) => return Err(Flow::Continue),
+        };
+        let k = icache::key(off, c.bits);
+        c.code_page = off >> 12;
+        if self.cache.get(k, &c.mem).is_some() {
+            return Ok(k);
+        }
+        // Decode: watch the page first so a write racing with the read bumps the generation.
+        let page = off & !0xfff;
+        let gen = c.mem.watch_code_page(page);
+        let in_page = (4096 - (off & 0xfff)) as usize;
+        let mut bytes = vec![0u8; in_page + 15];
+        if c.mem.backing_read(off, &mut bytes[..in_page]).is_err() {
+            return Err(Flow::Exit(VmExit::Unhandled(format!(
+                "instruction fetch outside the backing at {off:#x}"
+            ))));
+        }
+        let ip = lin & 0xfff;
+        let (mut instrs, mut straddle, ran_out) =
+            icache::decode_block(c.bits, &bytes[..in_page], in_page, ip);
+        let next_lin = (lin | 0xfff).wrapping_add(1);
+        let mut next = None;
+        if ran_out {
+            // The last instruction continues on the next page: fetch it only now, so
+            // pages are not touched (accessed bits, faults) unless code really crosses.
+            let saved_cr2 = c.s.cr2;
+            match c.fetch_xlate(next_lin) {
+                Ok(Some(n)) if c.mem.backing_read(n, &mut bytes[in_page..]).is_ok() => {
+                    next = Some(n);
+                    let (i2, s2, _) = icache::decode_block(c.bits, &bytes, in_page, ip);
+                    instrs = i2;
+                    straddle = s2;
+                }
+                Err(Stop::Fault(f)) if instrs.is_empty() => {
+                    return Err(match self.raise(f) {
+                        Some(e) => Flow::Exit(e),
+                        None => Flow::Continue,
+                    });
+                }
+                _ => c.s.cr2 = saved_cr2,
+            }
+        }
+        if instrs.is_empty() {
+            return Err(Flow::Exit(VmExit::Unhandled(format!(
+                "instruction at {lin:#x} crosses into MMIO"
+            ))));
+        }
+        let page2 = if straddle {
+            next.map(|n| {
+                let p = n & !0xfff;
+                (p, c.mem.watch_code_page(p))
+            })
+        } else {
+            None
+        };
+        self.stats.blocks_decoded += 1;
+        self.cache.insert(
+            k,
+            Block {
+                instrs,
+                page,
+                gen,
+                page2,
+            },
+        );
+        Ok(k)
+    }
+
+    /// Execute one block (or one instruction when an interrupt shadow is active).
+    fn exec_block(&mut self, k: u64, budget: &mut u64) -> Flow {
+        let Some(block) = self.cache.get(k, &self.cpu.mem) else {
+            return Flow::Continue;
+        };
+        let c = &mut self.cpu;
+        let limit =
+            if c.s.events.interrupt_shadow || !c.mmio_replay.is_empty() || c.pending_in.is_some() {
+                1
+            } else {
+                usize::MAX
+            };
+        let mut n = 0u64;
+        let mut flow = Flow::Continue;
+        for ins in block.instrs.iter().take(limit) {
+            let rip = c.s.rip;
+            c.start_rip = rip;
+            c.delta = rip.wrapping_sub(ins.ip());
+            let next = rip.wrapping_add(ins.len() as u64) & c.ip_mask();
+            c.next_rip = next;
+            c.s.rip = next;
+            c.replay_cursor = 0;
+            let wq = c.mmio_wq.len();
+            let r = crate::exec::step(c, ins);
+            match r {
+                Ok(()) => {
+                    n += 1;
+                    if !c.mmio_replay.is_empty() {
+                        c.commit_point();
+                    }
+                    c.s.events.interrupt_shadow = c.set_shadow;
+                    c.set_shadow = false;
+                    if let Some(w) = c.mmio_wq.pop_front() {
+                        flow = Flow::Exit(c.mmio_write_exit(w));
+                        break;
+                    }
+                    if let Some(e) = c.exit.take() {
+                        flow = Flow::Exit(e);
+                        break;
+                    }
+                    if c.end_block || c.smc || c.s.rip != next {
+                        c.end_block = false;
+                        c.smc = false;
+                        break;
+                    }
+                }
+                Err(Stop::Exit) => {
+                    c.s.rip = c.start_rip;
+                    c.mmio_wq.truncate(wq);
+                    c.end_block = false;
+                    c.set_shadow = false;
+                    let e = c.exit.take().unwrap_or(VmExit::Recalled);
+                    flow = Flow::Exit(e);
+                    break;
+                }
+                Err(Stop::Fault(f)) => {
+                    c.s.rip = c.start_rip;
+                    c.mmio_wq.truncate(wq);
+                    c.mmio_replay.clear();
+                    c.pending_in = None;
+                    c.end_block = false;
+                    c.set_shadow = false;
+                    c.exit = None;
+                    c.s.events.interrupt_shadow = false;
+                    self.stats.instructions += n;
+                    *budget = budget.saturating_sub(n);
+                    return match self.raise(f) {
+                        Some(e) => Flow::Exit(e),
+                        None => Flow::Continue,
+                    };
+                }
+            }
+        }
+        c.end_block = false;
+        c.smc = false;
+        self.stats.instructions += n;
+        *budget = budget.saturating_sub(n.max(1));
+        flow
+    }
+}
+
+impl Cpu {
+    /// Forget MMIO data used by a completed instruction or REP iteration.
+    #[inline]
+    pub(crate) fn commit_point(&mut self) {
+        self.mmio_replay.clear();
+        self.replay_cursor = 0;
+    }
+
+    fn mmio_write_exit(&mut self, w: MmioAccess) -> VmExit {
+        self.mmio_buf = w.data;
+        self.mmio_len = usize::from(w.len);
+        VmExit::Mmio {
+            gpa: w.gpa,
+            len: w.len,
+            write: true,
+        }
+    }
+}
+
+impl Vcpu for IemVcpu {
+    fn id(&self) -> u32 {
+        self.cpu.id
+    }
+
+    fn run(&mut self) -> sup::Result<VmExit> {
+        self.sync_in();
+        let c = &mut self.cpu;
+        // Complete the exit we returned last time.
+        if let Some(p) = c.pending_in.as_mut() {
+            p.ready = true;
+        }
+        if let Some((gpa, len)) = c.mmio_read_pending.take() {
+            c.mmio_replay.push(MmioAccess {
+                gpa,
+                len,
+                data: c.mmio_buf,
+            });
+        }
+        self.last_io = false;
+        c.mmio_len = 0;
+        if let Some(w) = c.mmio_wq.pop_front() {
+            return Ok(c.mmio_write_exit(w));
+        }
+        c.exit = None;
+        let mut budget = self.slice;
+        loop {
+            if self.recall.0.swap(false, Ordering::AcqRel) || budget == 0 {
+                return Ok(VmExit::Recalled);
+            }
+            let g = self.cpu.mem.map_generation();
+            if g != self.cpu.map_gen {
+                self.cpu.map_gen = g;
+                self.cpu.tlb.flush_all();
+            }
+            if !self.resuming() {
+                let c = &mut self.cpu;
+                let can_irq = c.s.rflags & fl::IF != 0 && !c.s.events.interrupt_shadow;
+                if c.nmi_pending && !c.s.events.nmi_masked && !c.s.events.interrupt_shadow {
+                    c.nmi_pending = false;
+                    c.s.events.nmi_masked = true;
+                    if let Some(e) = self.deliver_ext(vec::NMI) {
+                        return Ok(e);
+                    }
+                } else if can_irq {
+                    if let Some(v) = c.pending_irq.take() {
+                        if let Some(e) = self.deliver_ext(v) {
+                            return Ok(e);
+                        }
+                    } else if self.irq_window {
+                        return Ok(VmExit::InterruptWindow);
+                    }
+                }
+            }
+            let k = match self.block_key() {
+                Ok(k) => k,
+                Err(Flow::Continue) => {
+                    budget = budget.saturating_sub(1);
+                    continue;
+                }
+                Err(Flow::Exit(e)) => return Ok(self.finish(e)),
+            };
+            if let Flow::Exit(e) = self.exec_block(k, &mut budget) {
+                return Ok(self.finish(e));
+            }
+        }
+    }
+
+    fn state(&mut self, _need: StateMask) -> sup::Result<&mut VcpuState> {
+        self.cpu.export_state();
+        self.cpu.exported = true;
+        Ok(&mut self.cpu.s)
+    }
+
+    fn mark_dirty(&mut self, _changed: StateMask) {
+        // All state is always valid here; `state` already arranged a resync.
+        self.cpu.exported = true;
+    }
+
+    fn io_data(&mut self) -> &mut [u8] {
+        if self.last_io {
+            &mut self.cpu.io_buf
+        } else {
+            &mut []
+        }
+    }
+
+    fn mmio_data(&mut self) -> &mut [u8] {
+        let n = self.cpu.mmio_len;
+        &mut self.cpu.mmio_buf[..n]
+    }
+
+    fn interrupt_ready(&mut self) -> bool {
+        let c = &self.cpu;
+        c.s.rflags & fl::IF != 0 && !c.s.events.interrupt_shadow && c.pending_irq.is_none()
+    }
+
+    fn inject_interrupt(&mut self, vector: u8) -> sup::Result<()> {
+        if self.cpu.pending_irq.is_some() {
+            return Err(sup::SupError::Guest(
+                "an interrupt is already pending injection".into(),
+            ));
+        }
+        self.cpu.pending_irq = Some(vector);
+        Ok(())
+    }
+
+    fn inject_nmi(&mut self) -> sup::Result<()> {
+        self.cpu.nmi_pending = true;
+        Ok(())
+    }
+
+    fn request_interrupt_window(&mut self, on: bool) {
+        self.irq_window = on;
+    }
+
+    fn set_cpuid(&mut self, entries: &[CpuidEntry]) -> sup::Result<()> {
+        self.cpu.cpuid = entries.to_vec();
+        Ok(())
+    }
+
+    fn recall_handle(&self) -> Arc<dyn Recall> {
+        self.recall.clone()
+    }
+
+    fn engine(&self) -> &'static str {
+        "interpreter"
+    }
+}
+
+impl IemVcpu {
+    fn finish(&mut self, e: VmExit) -> VmExit {
+        self.last_io = matches!(e, VmExit::Io { .. });
+        e
+    }
+}
