@@ -3,10 +3,12 @@
 //! (Full API documentation is at the end of this module's development; see
 //! the module list.)
 
+pub mod config;
 pub mod create;
 pub mod document;
 pub mod enums;
 pub mod error;
+pub mod info;
 pub mod layout;
 pub mod lock;
 pub mod model;
