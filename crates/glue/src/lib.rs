@@ -3,3 +3,12 @@
 //! kernel, and runs the machine's lifecycle (VirtualBox: the PDM glue and the Console).
 
 pub mod boot;
+pub mod engine;
+pub mod firmware;
+mod machine;
+
+pub use engine::EngineChoice;
+pub use machine::{run_machine, Boot, Machine, MachineConfig, MachineError};
+
+/// The most vCPUs a machine may have (xAPIC IDs are 8 bits; the MADT lists each).
+pub const MAX_CPUS: u32 = 32;
