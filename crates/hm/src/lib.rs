@@ -4,3 +4,10 @@
 //! application processors on INIT/SIPI, and applies the CPUID policy.
 
 pub mod cpuid;
+pub mod exec;
+pub mod irq;
+pub mod irqchip;
+
+pub use exec::{ExecutionManager, Start, StopReason};
+pub use irq::CpuInterrupts;
+pub use irqchip::IrqChip;
