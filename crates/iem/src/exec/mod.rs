@@ -7,6 +7,7 @@ pub(crate) mod operand;
 pub(crate) mod sse;
 pub(crate) mod string;
 pub(crate) mod sys;
+pub(crate) mod x87;
 
 use crate::cpu::{fault_nc, gp0, sr, ud, vec, Cpu, R};
 use crate::flags::{fl, Op};
@@ -573,7 +574,7 @@ fn arpl(c: &mut Cpu, ins: &Instruction) -> R<()> {
     Ok(())
 }
 
-/// x87 arithmetic (filled in by the x87 module).
-pub(crate) fn fpu_x87(_c: &mut Cpu, _ins: &Instruction) -> Option<R<()>> {
-    None
+/// x87 arithmetic.
+pub(crate) fn fpu_x87(c: &mut Cpu, ins: &Instruction) -> Option<R<()>> {
+    x87::exec(c, ins)
 }
