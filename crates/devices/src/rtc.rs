@@ -96,6 +96,115 @@ pub fn host_seconds(utc_offset_secs: i64) -> i64 {
     unix.saturating_add(utc_offset_secs)
 }
 
+/// The host's wall time for a new RTC the way VirtualBox picks it: UTC when the machine's
+/// RTCUseUTC is set, the host's local time otherwise.
+pub fn host_seconds_for(use_utc: bool) -> i64 {
+    if use_utc {
+        host_seconds(0)
+    } else {
+        host_seconds(local_utc_offset(host_seconds(0)))
+    }
+}
+
+/// The host's offset from UTC in seconds at Unix time `unix`: from the zone file `TZ` names
+/// (`:Area/City`, `Area/City` or an absolute path) or `/etc/localtime`; 0 when there is none
+/// or it cannot be read.
+pub fn local_utc_offset(unix: i64) -> i64 {
+    let path = match std::env::var("TZ") {
+        Ok(tz) => {
+            let tz = tz.trim_start_matches(':').to_string();
+            if tz.is_empty() {
+                return 0;
+            }
+            if tz.starts_with('/') {
+                tz
+            } else {
+                format!("/usr/share/zoneinfo/{tz}")
+            }
+        }
+        Err(_) => "/etc/localtime".to_string(),
+    };
+    std::fs::read(path)
+        .ok()
+        .and_then(|data| tzif_utc_offset(&data, unix))
+        .unwrap_or(0)
+}
+
+/// Bounds-checked big-endian reader over a TZif file.
+struct TzReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> TzReader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let end = self.pos.checked_add(n)?;
+        let s = self.data.get(self.pos..end)?;
+        self.pos = end;
+        Some(s)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        Some(u32::from_be_bytes(self.take(4)?.try_into().ok()?))
+    }
+
+    /// A TZif header: (version, isutcnt, isstdcnt, leapcnt, timecnt, typecnt, charcnt).
+    fn header(&mut self) -> Option<(u8, [usize; 6])> {
+        if self.take(4)? != b"TZif" {
+            return None;
+        }
+        let version = self.take(16)?[0];
+        let mut counts = [0usize; 6];
+        for c in &mut counts {
+            *c = usize::try_from(self.u32()?).ok()?;
+        }
+        Some((version, counts))
+    }
+}
+
+/// The UTC offset a TZif (RFC 8536) zone file gives for Unix time `unix`: the type of the
+/// last transition at or before it (type 0 before the first). None for a malformed file.
+pub fn tzif_utc_offset(data: &[u8], unix: i64) -> Option<i64> {
+    let mut r = TzReader { data, pos: 0 };
+    let (version, mut counts) = r.header()?;
+    let mut time_size = 4;
+    if version >= b'2' {
+        // Skip the 32-bit block; the 64-bit one follows with its own header.
+        let [isut, isstd, leap, timecnt, typecnt, charcnt] = counts;
+        let v1 = timecnt
+            .checked_mul(5)?
+            .checked_add(typecnt.checked_mul(6)?)?
+            .checked_add(charcnt)?
+            .checked_add(leap.checked_mul(8)?)?
+            .checked_add(isstd)?
+            .checked_add(isut)?;
+        r.take(v1)?;
+        counts = r.header()?.1;
+        time_size = 8;
+    }
+    let [_, _, _, timecnt, typecnt, _] = counts;
+    if typecnt == 0 {
+        return None;
+    }
+    let times = r.take(timecnt.checked_mul(time_size)?)?;
+    let indices = r.take(timecnt)?;
+    let types = r.take(typecnt.checked_mul(6)?)?;
+    let mut current = 0usize;
+    for (i, t) in times.chunks_exact(time_size).enumerate() {
+        let at = if time_size == 8 {
+            i64::from_be_bytes(t.try_into().ok()?)
+        } else {
+            i64::from(i32::from_be_bytes(t.try_into().ok()?))
+        };
+        if at > unix {
+            break;
+        }
+        current = usize::from(*indices.get(i)?);
+    }
+    let tt = types.get(current.checked_mul(6)?..current.checked_mul(6)?.checked_add(4)?)?;
+    Some(i64::from(i32::from_be_bytes(tt.try_into().ok()?)))
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date.
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -950,7 +1059,74 @@ mod tests {
         assert_eq!(r.read(0x06), 0x02);
     }
 
+    /// A TZif v2 file: CET (+1h) / CEST (+2h), transitions at 1000 and 2000.
+    fn tzif_sample() -> Vec<u8> {
+        let header = |timecnt: u32, typecnt: u32, charcnt: u32| {
+            let mut h = b"TZif2".to_vec();
+            h.extend([0u8; 15]);
+            for c in [0, 0, 0, timecnt, typecnt, charcnt] {
+                h.extend(c.to_be_bytes());
+            }
+            h
+        };
+        let mut f = header(2, 2, 8);
+        for t in [1000i32, 2000] {
+            f.extend(t.to_be_bytes());
+        }
+        f.extend([1u8, 0]);
+        f.extend(3600i32.to_be_bytes());
+        f.extend([0, 0]);
+        f.extend(7200i32.to_be_bytes());
+        f.extend([1, 4]);
+        f.extend(b"CET\0CES\0");
+        f.extend(header(2, 2, 8));
+        for t in [1000i64, 2000] {
+            f.extend(t.to_be_bytes());
+        }
+        f.extend([1u8, 0]);
+        f.extend(3600i32.to_be_bytes());
+        f.extend([0, 0]);
+        f.extend(7200i32.to_be_bytes());
+        f.extend([1, 4]);
+        f.extend(b"CET\0CES\0");
+        f.extend(b"\nCET-1CEST\n");
+        f
+    }
+
+    #[test]
+    fn tzif_offsets() {
+        let f = tzif_sample();
+        assert_eq!(
+            tzif_utc_offset(&f, 0),
+            Some(3600),
+            "type 0 before the first transition"
+        );
+        assert_eq!(tzif_utc_offset(&f, 1000), Some(7200));
+        assert_eq!(tzif_utc_offset(&f, 1999), Some(7200));
+        assert_eq!(tzif_utc_offset(&f, 5000), Some(3600));
+        assert_eq!(tzif_utc_offset(b"TZif", 0), None);
+        assert_eq!(tzif_utc_offset(b"nope", 0), None);
+        if let Ok(utc) = std::fs::read("/usr/share/zoneinfo/Etc/UTC") {
+            assert_eq!(tzif_utc_offset(&utc, 1_700_000_000), Some(0));
+        }
+        if let Ok(tokyo) = std::fs::read("/usr/share/zoneinfo/Asia/Tokyo") {
+            assert_eq!(tzif_utc_offset(&tokyo, 1_700_000_000), Some(9 * 3600));
+        }
+        let utc = host_seconds_for(true);
+        assert!((utc - host_seconds(0)).abs() <= 1);
+    }
+
     proptest::proptest! {
+        #[test]
+        fn tzif_never_panics(cut in 0usize..200, flips in proptest::collection::vec((0usize..200, proptest::prelude::any::<u8>()), 0..8), unix in proptest::prelude::any::<i64>()) {
+            let mut f = tzif_sample();
+            for (i, b) in flips {
+                if let Some(x) = f.get_mut(i) { *x = b; }
+            }
+            f.truncate(cut);
+            let _ = tzif_utc_offset(&f, unix);
+        }
+
         #[test]
         fn random_accesses_never_panic(ops in proptest::collection::vec((0u8..3, proptest::prelude::any::<u8>(), 0u64..3_000_000_000, 1usize..4), 0..200), start in proptest::prelude::any::<i32>()) {
             let clock = Arc::new(ManualClock::new(0));
