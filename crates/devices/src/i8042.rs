@@ -109,11 +109,14 @@ pub fn set1_to_set2(b: u8) -> Option<u8> {
         .map(|(i, _)| i as u8)
 }
 
+/// Callback told about A20 gate changes.
+pub type A20Callback = Box<dyn FnMut(bool) + Send>;
+
 /// The A20 gate: enabled when either the 8042 output port or port 0x92 enables it.
 pub struct A20Gate {
     /// Bit 0: 8042 output port, bit 1: port 0x92.
     sources: AtomicU8,
-    on_change: Mutex<Option<Box<dyn FnMut(bool) + Send>>>,
+    on_change: Mutex<Option<A20Callback>>,
 }
 
 impl std::fmt::Debug for A20Gate {
@@ -137,7 +140,7 @@ impl A20Gate {
     }
 
     /// Run `f(enabled)` whenever the combined state changes.
-    pub fn set_callback(&self, f: Box<dyn FnMut(bool) + Send>) {
+    pub fn set_callback(&self, f: A20Callback) {
         *self.on_change.lock() = Some(f);
     }
 

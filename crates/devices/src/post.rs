@@ -156,7 +156,7 @@ mod tests {
         let dev = Arc::new(Mutex::new(DebugCon::new(Box::new(buf.clone()))));
         bus.insert(DEBUGCON_PORT as u64, 1, "debugcon", dev)
             .unwrap();
-        bus.write(0x402, &[b'x']);
+        bus.write(0x402, b"x");
         let mut d = [0u8; 1];
         bus.read(0x402, &mut d);
         assert_eq!(d[0], 0xe9);

@@ -8,10 +8,10 @@
 //! it with [`Serial::receive`], which takes only what fits.
 //!
 //! Interrupt identification follows the datasheet priorities: receiver line status (OE,
-//! PE, FE, BI) > received data available (FIFO at or above the trigger level) / character
+//! PE, FE, BI), then received data available (FIFO at or above the trigger level) / character
 //! timeout (data below the trigger level: the host delivers input in batches, so once a
-//! batch is queued no more characters are coming and the timeout condition holds at once)
-//! > transmitter holding register empty > modem status. The THRE interrupt is raised when a
+//! batch is queued no more characters are coming and the timeout condition holds at once),
+//! then transmitter holding register empty, then modem status. The THRE interrupt is raised when a
 //! THR write completes and when IER.ETBEI goes from 0 to 1 while THR is empty (Linux's 8250
 //! driver and Windows rely on that; QEMU and Bochs do the same); reading IIR while it
 //! reports THRE, or writing THR, clears it. The INTR pin reaches the ISA IRQ line through

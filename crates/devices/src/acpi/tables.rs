@@ -140,7 +140,7 @@ struct Builder {
 
 impl Builder {
     fn align(&mut self, a: usize) {
-        while self.tables.len() % a != 0 {
+        while !self.tables.len().is_multiple_of(a) {
             self.tables.push(0);
         }
     }
