@@ -114,9 +114,13 @@ pub(crate) fn shift(c: &mut Cpu, ins: &Instruction, mn: iced_x86::Mnemonic) -> R
     };
     let cnt = (raw & if size == 8 { 0x3f } else { 0x1f }) as u32;
     if cnt == 0 {
-        // Still performs the memory read/write checks.
+        // No flags change, but a 32-bit register destination is still written (its upper
+        // half is cleared), as hardware does.
         let l = c.loc0(ins, size)?;
-        let _ = c.read_loc(l, size)?;
+        let v = c.read_loc(l, size)?;
+        if size == 4 && matches!(l, Loc::Reg(_)) {
+            c.write_loc(l, size, v)?;
+        }
         return Ok(());
     }
     let l = c.loc0(ins, size)?;
@@ -225,6 +229,9 @@ pub(crate) fn shxd(c: &mut Cpu, ins: &Instruction, left: bool) -> R<()> {
     let l = c.loc0(ins, size)?;
     let a = c.read_loc(l, size)? & m;
     if cnt == 0 {
+        if size == 4 && matches!(l, Loc::Reg(_)) {
+            c.write_loc(l, size, a)?;
+        }
         return Ok(());
     }
     // Work in 128 bits on the concatenation; 16-bit operands with counts above 16 give

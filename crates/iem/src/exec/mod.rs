@@ -475,7 +475,18 @@ fn cmpxchg(c: &mut Cpu, ins: &Instruction) -> R<()> {
     let m = mask(size);
     let acc = c.s.gpr[0] & m;
     let src = c.reg(ins.op1_register());
-    let (old, _) = c.rmw0(ins, size, |o| if o & m == acc { src } else { o })?;
+    let old = if ins.op0_kind() == OpKind::Register {
+        // A register destination is only written when the comparison succeeds (so a
+        // 32-bit destination keeps its upper half on failure, as hardware does).
+        let r = ins.op0_register();
+        let o = c.reg(r);
+        if o == acc {
+            c.set_reg(r, src);
+        }
+        o
+    } else {
+        c.rmw0(ins, size, |o| if o & m == acc { src } else { o })?.0
+    };
     let old = old & m;
     c.lf.set(Op::Sub, size * 8, acc, old, acc.wrapping_sub(old) & m);
     if old != acc {

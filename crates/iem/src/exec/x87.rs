@@ -63,6 +63,114 @@ pub(crate) fn f64_to_f80(v: f64) -> [u8; 10] {
     out
 }
 
+/// An integer as an exact 80-bit extended real.
+pub(crate) fn i64_to_f80(v: i64) -> [u8; 10] {
+    let mut out = [0u8; 10];
+    if v == 0 {
+        return out;
+    }
+    let neg = v < 0;
+    let mag = v.unsigned_abs();
+    let lz = mag.leading_zeros();
+    let mant = mag << lz;
+    let exp = 16383 + 63 - lz as u16;
+    out[..8].copy_from_slice(&mant.to_le_bytes());
+    out[8..].copy_from_slice(&(exp | if neg { 0x8000 } else { 0 }).to_le_bytes());
+    out
+}
+
+/// Round an 80-bit extended real to an integer (rounding control `rc`, 3 = truncate);
+/// None when it is NaN, infinite or out of the i64 range.
+pub(crate) fn f80_to_i64(b: &[u8], rc: u16) -> Option<i64> {
+    let mant = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    let se = u16::from_le_bytes([b[8], b[9]]);
+    let neg = se & 0x8000 != 0;
+    let exp = i32::from(se & 0x7fff);
+    if exp == 0x7fff {
+        return None;
+    }
+    if mant == 0 {
+        return Some(0);
+    }
+    let shift = exp - 16383 - 63;
+    let mag: u128 = if shift >= 0 {
+        if shift > 64 {
+            return None;
+        }
+        u128::from(mant) << shift
+    } else {
+        let s = (-shift).min(127) as u32;
+        let whole = if s >= 64 { 0 } else { u128::from(mant >> s) };
+        let rem = if s >= 64 {
+            u128::from(mant)
+        } else {
+            u128::from(mant) & ((1u128 << s) - 1)
+        };
+        let half = if s >= 128 {
+            0
+        } else {
+            1u128 << (s - 1).min(127)
+        };
+        let up = match rc {
+            0 => rem > half || (rem == half && whole & 1 == 1),
+            1 => neg && rem != 0,
+            2 => !neg && rem != 0,
+            _ => false,
+        };
+        whole + u128::from(up)
+    };
+    if neg {
+        if mag > 1u128 << 63 {
+            return None;
+        }
+        Some((mag as i128).wrapping_neg() as i64)
+    } else {
+        if mag >= 1u128 << 63 {
+            return None;
+        }
+        Some(mag as i64)
+    }
+}
+
+fn raw(c: &Cpu, i: usize) -> [u8; 10] {
+    let o = off::ST0 + (i & 7) * 16;
+    let mut b = [0u8; 10];
+    b.copy_from_slice(&c.s.fpu.fxsave[o..o + 10]);
+    b
+}
+
+fn set_raw(c: &mut Cpu, i: usize, v: [u8; 10]) {
+    let o = off::ST0 + (i & 7) * 16;
+    c.s.fpu.fxsave[o..o + 10].copy_from_slice(&v);
+    c.s.fpu.fxsave[o + 10..o + 16].fill(0);
+    let phys = (top(c) + i) & 7;
+    c.s.fpu.fxsave[off::FTW] |= 1 << phys;
+}
+
+fn push_raw(c: &mut Cpu, v: [u8; 10]) {
+    push(c, 0.0);
+    set_raw(c, 0, v);
+}
+
+/// Read a memory operand exactly as an 80-bit value (integers and extended reals are
+/// exact; singles and doubles widen exactly too).
+fn mem_raw(c: &mut Cpu, ins: &Instruction) -> R<[u8; 10]> {
+    let ms = ins.memory_size();
+    let size = ms.size();
+    let a = c.mem_lin(ins, size as u32, false)?;
+    let u = c.user();
+    let mut b = [0u8; 10];
+    c.read_bytes(a, &mut b[..size], u)?;
+    let q = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+    Ok(match ms {
+        Ms::Float80 => b,
+        Ms::Int16 => i64_to_f80(i64::from(q as u16 as i16)),
+        Ms::Int32 => i64_to_f80(i64::from(q as u32 as i32)),
+        Ms::Int64 => i64_to_f80(q as i64),
+        _ => f64_to_f80(mem_val(c, ins)?),
+    })
+}
+
 fn top(c: &Cpu) -> usize {
     usize::from((rd16(c, off::FSW) >> 11) & 7)
 }
@@ -178,15 +286,22 @@ fn store_mem(c: &mut Cpu, ins: &Instruction, v: f64, trunc: bool) -> R<()> {
     match ms {
         Ms::Float32 => b[..4].copy_from_slice(&(v as f32).to_bits().to_le_bytes()),
         Ms::Float64 => b[..8].copy_from_slice(&v.to_bits().to_le_bytes()),
-        Ms::Float80 => b = f64_to_f80(v),
+        Ms::Float80 => b = raw(c, 0),
         Ms::Int16 | Ms::Int32 | Ms::Int64 => {
-            let r = if trunc { v.trunc() } else { round_fcw(c, v) };
-            let bits = size as i32 * 8;
-            let lim = 2f64.powi(bits - 1);
-            let iv: i64 = if r.is_nan() || r >= lim || r < -lim {
-                i64::MIN >> (64 - bits) // integer indefinite
+            let _ = v;
+            let rc = if trunc {
+                3
             } else {
-                r as i64
+                (rd16(c, off::FCW) >> 10) & 3
+            };
+            let bits = size as u32 * 8;
+            let iv = match f80_to_i64(&raw(c, 0), rc) {
+                Some(x)
+                    if bits == 64 || (x >= -(1i64 << (bits - 1)) && x < (1i64 << (bits - 1))) =>
+                {
+                    x
+                }
+                _ => i64::MIN >> (64 - bits), // integer indefinite
             };
             b[..8].copy_from_slice(&iv.to_le_bytes());
         }
@@ -329,11 +444,11 @@ fn run(c: &mut Cpu, ins: &Instruction, m: M) -> R<()> {
     match m {
         M::Fld | M::Fild => {
             let v = if mem {
-                mem_val(c, ins)?
+                mem_raw(c, ins)?
             } else {
-                get(c, st(ins.op0_register()).unwrap_or(0))
+                raw(c, st(ins.op0_register()).unwrap_or(0))
             };
-            push(c, v);
+            push_raw(c, v);
         }
         M::Fldz => push(c, 0.0),
         M::Fld1 => push(c, 1.0),
@@ -348,7 +463,8 @@ fn run(c: &mut Cpu, ins: &Instruction, m: M) -> R<()> {
                 store_mem(c, ins, v, m == M::Fisttp)?;
             } else {
                 let d = st(ins.op0_register()).unwrap_or(0);
-                set(c, d, v);
+                let r = raw(c, 0);
+                set_raw(c, d, r);
             }
             if matches!(m, M::Fstp | M::Fistp | M::Fisttp) {
                 pop(c);
@@ -501,9 +617,9 @@ fn run(c: &mut Cpu, ins: &Instruction, m: M) -> R<()> {
             } else {
                 s
             };
-            let (a, b) = (get(c, 0), get(c, s));
-            set(c, 0, b);
-            set(c, s, a);
+            let (a, b) = (raw(c, 0), raw(c, s));
+            set_raw(c, 0, b);
+            set_raw(c, s, a);
         }
         M::Fcmovb
         | M::Fcmove
