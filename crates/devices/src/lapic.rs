@@ -134,6 +134,11 @@ const ESR_SEND_ILLEGAL_VECTOR: u32 = 1 << 5;
 const ESR_RECV_ILLEGAL_VECTOR: u32 = 1 << 6;
 const ESR_ILLEGAL_REGISTER: u32 = 1 << 7;
 
+/// Shortest period of the periodic timer (as KVM clamps it): a guest programming a few
+/// nanoseconds would otherwise keep hm's timer busy forever. The current-count register
+/// still follows the programmed period.
+pub const MIN_PERIODIC_NS: u64 = 100_000;
+
 /// Timer modes (LVT timer bits 18:17).
 const TIMER_PERIODIC: u32 = 1;
 const TIMER_TSC_DEADLINE: u32 = 2;
@@ -607,7 +612,16 @@ impl LocalApic {
             return self.tsc_deadline_ns;
         }
         let start = self.timer_start?;
-        Some(start.saturating_add(self.timer_period()))
+        Some(start.saturating_add(self.expiry_period()))
+    }
+
+    /// The programmed period, clamped to [`MIN_PERIODIC_NS`] in periodic mode.
+    fn expiry_period(&self) -> u64 {
+        if self.timer_mode() == TIMER_PERIODIC {
+            self.timer_period().max(MIN_PERIODIC_NS)
+        } else {
+            self.timer_period()
+        }
     }
 
     /// Let the timer expire if its deadline has passed at `now`: sets IRR for the LVT timer
@@ -622,7 +636,7 @@ impl LocalApic {
             self.tsc_deadline_ns = None;
             self.tsc_deadline = 0;
         } else if self.timer_mode() == TIMER_PERIODIC {
-            let period = self.timer_period().max(1);
+            let period = self.expiry_period().max(1);
             if let Some(start) = self.timer_start {
                 let periods = (now - start) / period;
                 self.timer_start = Some(start + periods * period);
@@ -921,36 +935,43 @@ mod tests {
 
     #[test]
     fn periodic_timer_reloads_and_coalesces() {
+        const P: u64 = 200_000;
         let (clock, mut a) = enabled(0);
         wr(&mut a, 0x3e0, 0xb); // divide by 1
         wr(&mut a, 0x320, 0x2_0031); // periodic, vector 0x31
-        wr(&mut a, 0x380, 100);
+        wr(&mut a, 0x380, P as u32);
         let start = clock.now_ns();
         for k in 1..=3 {
             let d = a.timer_deadline().unwrap();
-            assert_eq!(d, start + k * 100);
+            assert_eq!(d, start + k * P);
             clock.set(d);
             assert!(a.timer_expired(d));
             let v = a.pending_interrupt().unwrap();
             a.acknowledge(v);
             assert_eq!(wr(&mut a, 0xb0, 0), None);
         }
-        clock.set(start + 300 + 40);
-        assert_eq!(rd(&mut a, 0x390), 60);
+        clock.set(start + 3 * P + 40);
+        assert_eq!(rd(&mut a, 0x390), (P - 40) as u32);
         // Late by several periods: one interrupt, next deadline on the grid.
-        clock.set(start + 1_050);
+        clock.set(start + 10 * P + 50);
         assert!(a.timer_expired(clock.now_ns()));
-        assert_eq!(a.timer_deadline(), Some(start + 1_100));
+        assert_eq!(a.timer_deadline(), Some(start + 11 * P));
         // Masked: still counts, no interrupt.
         a.acknowledge(0x31);
         wr(&mut a, 0xb0, 0);
         wr(&mut a, 0x320, 0x3_0031);
-        clock.set(start + 1_100);
+        clock.set(start + 11 * P);
         assert!(!a.timer_expired(clock.now_ns()));
         assert_eq!(a.pending_interrupt(), None);
         // Writing 0 stops it.
         wr(&mut a, 0x380, 0);
         assert_eq!(a.timer_deadline(), None);
+        // A tiny periodic count is clamped for expiry, not for the count register.
+        wr(&mut a, 0x380, 10);
+        let now = clock.now_ns();
+        assert_eq!(a.timer_deadline(), Some(now + MIN_PERIODIC_NS));
+        clock.advance(3);
+        assert_eq!(rd(&mut a, 0x390), 7);
     }
 
     #[test]

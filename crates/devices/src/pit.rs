@@ -49,6 +49,10 @@ pub const PIT_CONTROL: u64 = 0x43;
 pub const PORT_B: u64 = 0x61;
 /// Period of the DRAM refresh request toggle seen in port 0x61 bit 4 (15.085 us).
 pub const REFRESH_PERIOD_NS: u64 = 15_085;
+/// Shortest interval between two IRQ0 timer events (50 kHz). A guest programming tiny
+/// counts (mode 2 with N = 2 would be 600 kHz) gets its edges coalesced instead of
+/// flooding the event thread; no real OS runs IRQ0 anywhere near this rate.
+pub const MIN_IRQ_INTERVAL_NS: u64 = 20_000;
 
 const NS_PER_S: u128 = 1_000_000_000;
 
@@ -371,6 +375,8 @@ pub struct Pit {
     timer: Option<Timer>,
     /// Rising edges of OUT0 up to and including this tick have been signalled.
     irq_tick: u64,
+    /// No IRQ0 timer event before this virtual time (see [`MIN_IRQ_INTERVAL_NS`]).
+    irq_holdoff_ns: u64,
     /// Port 0x61 bit 1 (speaker data enable) and bits 2-3 (parity/IOCHK check enables).
     port_b: u8,
 }
@@ -394,6 +400,7 @@ impl Pit {
             irq0,
             timer: None,
             irq_tick: 0,
+            irq_holdoff_ns: 0,
             port_b: 0,
         };
         pit.reset();
@@ -448,7 +455,7 @@ impl Pit {
     pub fn next_irq_deadline(&self) -> Option<u64> {
         self.channels[0]
             .next_rising_edge(self.irq_tick)
-            .map(ns_of_tick)
+            .map(|edge| ns_of_tick(edge).max(self.irq_holdoff_ns))
     }
 
     /// Deliver IRQ0 if OUT0 rose since the last call, and re-arm the timer. The timer
@@ -460,6 +467,7 @@ impl Pit {
             .is_some_and(|edge| edge <= now)
         {
             self.irq0.pulse();
+            self.irq_holdoff_ns = self.clock.now_ns().saturating_add(MIN_IRQ_INTERVAL_NS);
         }
         self.irq_tick = now;
         self.rearm();
@@ -961,6 +969,42 @@ mod tests {
         queue.run_due();
         assert_eq!(hits.load(Ordering::SeqCst), 102);
         assert_eq!(queue.next_deadline(), None);
+    }
+
+    #[test]
+    fn tiny_counts_are_rate_limited() {
+        let clock = Arc::new(ManualClock::new(0));
+        let queue = TimerQueue::new(clock.clone());
+        let hits = Arc::new(AtomicU32::new(0));
+        let h = hits.clone();
+        let irq = IrqLine::new(
+            Arc::new(move |_gsi: u32, level: bool| {
+                if level {
+                    h.fetch_add(1, Ordering::SeqCst);
+                }
+            }),
+            0,
+        );
+        let pit = Pit::new_shared(clock.clone(), irq, &queue);
+        pit.lock().write(0x43, 0, &[0x34]);
+        pit.lock().write(0x40, 0, &[2]);
+        pit.lock().write(0x40, 0, &[0]);
+        let mut events = 0;
+        while let Some(d) = queue.next_deadline().filter(|&d| d <= 1_000_000) {
+            clock.set(d);
+            queue.run_due();
+            events += 1;
+        }
+        assert!(events <= 51, "{events} timer events in 1 ms");
+        assert!(hits.load(Ordering::SeqCst) >= 49);
+        // The counter itself still runs at full speed.
+        let mut p = pit.lock();
+        p.write(0x43, 0, &[0x00]);
+        let mut lo = [0u8];
+        let mut hi = [0u8];
+        p.read(0x40, 0, &mut lo);
+        p.read(0x40, 0, &mut hi);
+        assert!((1..=2).contains(&u16::from_le_bytes([lo[0], hi[0]])));
     }
 
     proptest::proptest! {
