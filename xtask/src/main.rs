@@ -1,5 +1,6 @@
 //! `cargo xtask <task>`: project tasks, dispatched on the first argument.
 
+mod bench_exits;
 mod demo;
 mod kit;
 mod test_cmd;
@@ -9,9 +10,10 @@ fn main() -> anyhow::Result<()> {
     let rest = args.get(1..).unwrap_or_default();
     match args.first().map(String::as_str) {
         Some("kit") => kit::run(rest),
+        Some("bench-exits") => bench_exits::run(rest),
         Some("test") => test_cmd::run(rest),
         Some("demo") => demo::run(rest),
-        _ => anyhow::bail!("usage: cargo xtask <task> [args]; tasks: kit, test, demo"),
+        _ => anyhow::bail!("usage: cargo xtask <task> [args]; tasks: kit, test, demo, bench-exits"),
     }
 }
 

@@ -45,6 +45,12 @@ pub fn run_pio_loop(memory: &pgm::GuestMemory) -> Result<FloorRun> {
             .map_err(|e| os("KVM_SET_USER_MEMORY_REGION", e))?;
     }
     let mut vcpu = vm.create_vcpu(0).map_err(|e| os("KVM_CREATE_VCPU", e))?;
+    // A guest that enables long mode needs CPUID to offer it; install what KVM supports.
+    let cpuid = kvm
+        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .map_err(|e| os("KVM_GET_SUPPORTED_CPUID", e))?;
+    vcpu.set_cpuid2(&cpuid)
+        .map_err(|e| os("KVM_SET_CPUID2", e))?;
     let mut pio_exits = 0u64;
     let start = Instant::now();
     loop {
