@@ -2,7 +2,8 @@
 # Installs the host packages novabox needs for tests and benchmarks.
 #
 #   scripts/setup-host.sh           qemu-utils (qemu-img / qemu-io: reference
-#                                   implementation for the disk-image tests)
+#                                   implementation for the disk-image tests),
+#                                   cpio (cross-checks the kit's cpio writer)
 #   scripts/setup-host.sh --peers   additionally qemu-system-x86 (the TCG/KVM
 #                                   performance peer and kit boot check)
 #
@@ -61,7 +62,7 @@ if [ "$peers" -eq 1 ]; then
     # qemu-system-x86 comes in; install qemu-utils again afterwards.
     install qemu-system-x86
 fi
-install qemu-utils
+install qemu-utils cpio
 
 qemu-img --version | head -n 1
 if [ "$peers" -eq 1 ]; then

@@ -209,4 +209,72 @@ mod tests {
             }
         }
     }
+
+    /// Checks the real kit initramfs when one has been built: every
+    /// modules.dep path is in the archive, and each module's ELF
+    /// `depends=` is covered by its modules.dep line.
+    #[test]
+    fn real_kit_initramfs_is_consistent() {
+        let kit = std::env::var_os("NOVABOX_KIT_DIR")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| super::super::repo_root().join("kit-cache"));
+        let Ok(gz) = std::fs::read(kit.join("initramfs.cpio.gz")) else {
+            eprintln!("no kit built in {}: skipping", kit.display());
+            return;
+        };
+        let mut raw = Vec::new();
+        flate2::read::GzDecoder::new(&gz[..])
+            .read_to_end(&mut raw)
+            .unwrap();
+        let entries = read_archive(&raw).unwrap();
+        let dep = entries
+            .iter()
+            .find(|e| e.path.ends_with("/modules.dep"))
+            .expect("modules.dep present");
+        let moddir = dep.path.trim_end_matches("/modules.dep").to_string();
+        let EntryKind::File(text) = &dep.kind else {
+            panic!("modules.dep is not a file")
+        };
+        let text = String::from_utf8(text.clone()).unwrap();
+        let file = |rel: &str| -> Vec<u8> {
+            let p = format!("{moddir}/{rel}");
+            match &entries
+                .iter()
+                .find(|e| e.path == p)
+                .unwrap_or_else(|| panic!("{p} missing"))
+                .kind
+            {
+                EntryKind::File(b) => b.clone(),
+                k => panic!("{p} is {k:?}"),
+            }
+        };
+        let name_of = |rel: &str| {
+            super::super::moddep::canonical(rel.rsplit('/').next().unwrap().trim_end_matches(".ko"))
+        };
+        let mut lines = 0;
+        for line in text.lines() {
+            let (m, deps) = line.split_once(':').unwrap();
+            let listed: Vec<String> = deps.split_whitespace().map(name_of).collect();
+            let info = super::super::elf::modinfo(&file(m)).unwrap();
+            for d in &info.depends {
+                assert!(
+                    listed.contains(&super::super::moddep::canonical(d)),
+                    "{m}: {d} not in its modules.dep line"
+                );
+            }
+            for d in deps.split_whitespace() {
+                file(d);
+            }
+            lines += 1;
+        }
+        for root in super::super::ROOT_MODULES {
+            assert!(
+                text.lines()
+                    .any(|l| name_of(l.split(':').next().unwrap()) == *root),
+                "{root} missing"
+            );
+        }
+        assert!(lines >= super::super::ROOT_MODULES.len());
+        assert!(entries.iter().any(|e| e.path == "init"));
+    }
 }

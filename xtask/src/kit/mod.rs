@@ -66,8 +66,8 @@ guest/tests) from Debian packages into kit-cache/ ($NOVABOX_KIT_DIR).
   --update   re-resolve packages to apt's current versions (apt-get update
              when the lists are missing or stale) and rebuild what changed";
 
-/// Entry point of `cargo xtask kit [args]`. `--check` failures are errors
-/// (so the process exits 1) listing what is wrong.
+/// Entry point of `cargo xtask kit [args]`. A failed `--check` exits the
+/// process with status 1 after listing what is wrong.
 pub fn run(args: &[String]) -> Result<()> {
     let mut check = false;
     let mut update = false;
@@ -94,11 +94,11 @@ pub fn run(args: &[String]) -> Result<()> {
 
     if check {
         let Some(m) = old else {
-            bail!(
+            check_failed(&format!(
                 "kit check failed: {} has no (valid) manifest.json: the kit is missing; \
                  run `cargo xtask kit`",
                 kit.display()
-            );
+            ));
         };
         let problems = m.problems(&kit, FORMAT, &inputs);
         if problems.is_empty() {
@@ -111,11 +111,11 @@ pub fn run(args: &[String]) -> Result<()> {
             );
             return Ok(());
         }
-        bail!(
+        check_failed(&format!(
             "kit check failed in {}:\n  {}\nrun `cargo xtask kit` to (re)build it",
             kit.display(),
             problems.join("\n  ")
-        );
+        ));
     }
 
     if !update {
@@ -137,6 +137,14 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     build(&kit, &guest, inputs, old.as_ref(), update)
+}
+
+/// Reports a failed `--check` and exits with status 1. A plain message on
+/// purpose: an error returned from main would add a backtrace when
+/// RUST_BACKTRACE is set, burying the list of problems.
+fn check_failed(msg: &str) -> ! {
+    eprintln!("{msg}");
+    std::process::exit(1)
 }
 
 /// The repository root (the workspace containing xtask).
