@@ -3,7 +3,10 @@
 use clap::{Parser, Subcommand};
 
 mod logging;
+mod media_cmds;
 mod run_cmd;
+mod tty;
+mod vbox_cmds;
 
 /// novabox: run VirtualBox machines on a small, memory-safe VMM.
 #[derive(Parser, Debug)]
@@ -21,8 +24,11 @@ enum Command {
     /// Boot a kernel, firmware or VirtualBox machine.
     Run(Box<run_cmd::RunArgs>),
     // Other command groups are flattened in here, one line each:
-    // #[command(flatten)] Vbox(vbox_cmds::VboxCommand),
-    // #[command(flatten)] Media(media_cmds::MediaCommand),
+    #[command(flatten)]
+    Vbox(vbox_cmds::VboxCommand),
+    /// Disk image tools (showmediuminfo, createmedium, clonemedium, modifymedium).
+    #[command(flatten)]
+    Media(media_cmds::MediaCommand),
 }
 
 fn main() {
@@ -33,6 +39,8 @@ fn main() {
     }
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(*args),
+        Command::Vbox(cmd) => vbox_cmds::run(cmd),
+        Command::Media(cmd) => media_cmds::run(cmd),
     };
     match result {
         Ok(code) => std::process::exit(code),

@@ -238,16 +238,22 @@ impl MachineConfig {
                         let r = resolve(&u, &regs, None).map_err(|e| {
                             Error::at(
                                 ErrorKind::Medium,
-                                d.pos,
-                                format!("{} (attached to \"{}\" port {} device {})", e.message, c.name, d.port, d.device),
+                                d.pos.0,
+                                format!(
+                                    "{} (attached to \"{}\" port {} device {})",
+                                    e.message, c.name, d.port, d.device
+                                ),
                             )
                             .in_file(&file.path)
                         })?;
                         check_files(&r).map_err(|e| {
                             Error::at(
                                 ErrorKind::Medium,
-                                d.pos,
-                                format!("{} (attached to \"{}\" port {} device {})", e.message, c.name, d.port, d.device),
+                                d.pos.0,
+                                format!(
+                                    "{} (attached to \"{}\" port {} device {})",
+                                    e.message, c.name, d.port, d.device
+                                ),
                             )
                             .in_file(&file.path)
                         })?;
@@ -287,7 +293,9 @@ impl MachineConfig {
                 uart_type: p.uart_type,
                 backend: match p.mode {
                     PortMode::Disconnected => UartBackend::Disconnected,
-                    PortMode::RawFile => UartBackend::RawFile(crate::resolve::resolve_location(&p.path, &folder)),
+                    PortMode::RawFile => {
+                        UartBackend::RawFile(crate::resolve::resolve_location(&p.path, &folder))
+                    }
                     PortMode::HostPipe => UartBackend::UnixSocket {
                         path: PathBuf::from(&p.path),
                         server: p.server,
@@ -317,7 +325,12 @@ impl MachineConfig {
             pae: hw.cpu.pae,
             long_mode: hw.cpu.long_mode,
             x2apic: hw.cpu.x2apic,
-            boot_order: hw.boot_order.iter().copied().filter(|d| *d != BootDevice::None).collect(),
+            boot_order: hw
+                .boot_order
+                .iter()
+                .copied()
+                .filter(|d| *d != BootDevice::None)
+                .collect(),
             paravirt: hw.paravirt,
             paravirt_effective: effective_paravirt(hw.paravirt, &m.os_type),
             rtc_utc: hw.rtc_utc,
@@ -431,8 +444,17 @@ impl SupportedFeatures {
             max_cpus: 64,
             firmware: vec![FirmwareType::Bios],
             chipsets: vec![ChipsetType::Piix3],
-            paravirt: vec![ParavirtProvider::None, ParavirtProvider::Minimal, ParavirtProvider::Kvm],
-            uart_modes: vec![PortMode::Disconnected, PortMode::RawFile, PortMode::HostPipe, PortMode::Tcp],
+            paravirt: vec![
+                ParavirtProvider::None,
+                ParavirtProvider::Minimal,
+                ParavirtProvider::Kvm,
+            ],
+            uart_modes: vec![
+                PortMode::Disconnected,
+                PortMode::RawFile,
+                PortMode::HostPipe,
+                PortMode::Tcp,
+            ],
             uart_types: vec![UartType::U16450, UartType::U16550A],
             storage_controllers: vec![],
             disk_formats: vec![],
@@ -477,7 +499,11 @@ impl std::fmt::Display for CompatIssue {
             self.setting,
             self.value,
             self.effect,
-            if self.blocking { " (the machine needs it)" } else { "" }
+            if self.blocking {
+                " (the machine needs it)"
+            } else {
+                ""
+            }
         )
     }
 }
@@ -498,17 +524,32 @@ pub fn compatibility_report(m: &Machine, s: &SupportedFeatures) -> Vec<CompatIss
         }
     };
     if hw.cpu.count > s.max_cpus {
-        add("--cpus", hw.cpu.count.to_string(), "fewer CPUs are started", false);
+        add(
+            "--cpus",
+            hw.cpu.count.to_string(),
+            "fewer CPUs are started",
+            false,
+        );
     }
     if !s.exotic {
         if hw.cpu.hotplug {
             add("--cpuhotplug", "on".into(), "ignored", false);
         }
         if hw.cpu.execution_cap != 100 {
-            add("--cpuexecutioncap", hw.cpu.execution_cap.to_string(), "ignored", false);
+            add(
+                "--cpuexecutioncap",
+                hw.cpu.execution_cap.to_string(),
+                "ignored",
+                false,
+            );
         }
         if !hw.cpu.cpuid_leaves.is_empty() {
-            add("--cpuid-set", format!("{} leaves", hw.cpu.cpuid_leaves.len()), "ignored", false);
+            add(
+                "--cpuid-set",
+                format!("{} leaves", hw.cpu.cpuid_leaves.len()),
+                "ignored",
+                false,
+            );
         }
         if hw.cpu.nested_hw_virt {
             add("--nested-hw-virt", "on".into(), "ignored", false);
@@ -520,31 +561,61 @@ pub fn compatibility_report(m: &Machine, s: &SupportedFeatures) -> Vec<CompatIss
             add("--tpm-type", hw.tpm.as_xml().into(), "no TPM", false);
         }
         if hw.host_pci_devices > 0 {
-            add("--pciattach", format!("{} devices", hw.host_pci_devices), "not attached", false);
+            add(
+                "--pciattach",
+                format!("{} devices", hw.host_pci_devices),
+                "not attached",
+                false,
+            );
         }
         if hw.usb_card_reader {
             add("EmulatedUSB/CardReader", "on".into(), "ignored", false);
         }
     }
     if !s.firmware.contains(&hw.firmware.kind) {
-        add("--firmware", hw.firmware.kind.as_xml().into(), "the machine cannot boot", true);
+        add(
+            "--firmware",
+            hw.firmware.kind.as_xml().into(),
+            "the machine cannot boot",
+            true,
+        );
     }
     if !s.chipsets.contains(&hw.chipset) {
-        add("--chipset", hw.chipset.as_xml().into(), "PIIX3 is emulated instead", false);
+        add(
+            "--chipset",
+            hw.chipset.as_xml().into(),
+            "PIIX3 is emulated instead",
+            false,
+        );
     }
     let eff = effective_paravirt(hw.paravirt, &m.os_type);
     if !s.paravirt.contains(&eff) {
-        add("--paravirtprovider", eff.as_xml().into(), "no paravirtualization interface", false);
+        add(
+            "--paravirtprovider",
+            eff.as_xml().into(),
+            "no paravirtualization interface",
+            false,
+        );
     }
     if hw.hpet && !s.hpet {
         add("--hpet", "on".into(), "no HPET", false);
     }
     for p in hw.serial.iter().filter(|p| p.enabled) {
         if !s.uart_modes.contains(&p.mode) {
-            add(&format!("--uartmode{}", p.slot + 1), p.mode.as_xml().into(), "the port stays disconnected", false);
+            add(
+                &format!("--uartmode{}", p.slot + 1),
+                p.mode.as_xml().into(),
+                "the port stays disconnected",
+                false,
+            );
         }
         if !s.uart_types.contains(&p.uart_type) {
-            add(&format!("--uarttype{}", p.slot + 1), p.uart_type.as_xml().into(), "a 16550A is emulated", false);
+            add(
+                &format!("--uarttype{}", p.slot + 1),
+                p.uart_type.as_xml().into(),
+                "a 16550A is emulated",
+                false,
+            );
         }
     }
     if !s.parallel && hw.parallel.iter().any(|p| p.enabled) {
@@ -568,30 +639,60 @@ pub fn compatibility_report(m: &Machine, s: &SupportedFeatures) -> Vec<CompatIss
     for med in m.media.all() {
         let f = med.format.to_ascii_uppercase();
         if !s.storage_controllers.is_empty() && !s.disk_formats.contains(&f) && f != "RAW" {
-            add("medium format", med.format.clone(), "media of this format cannot be opened", true);
+            add(
+                "medium format",
+                med.format.clone(),
+                "media of this format cannot be opened",
+                true,
+            );
         }
     }
     for a in hw.network.iter().filter(|a| a.enabled) {
         let n = a.slot + 1;
         if !s.nic_types.contains(&a.kind) {
-            add(&format!("--nictype{n}"), a.kind.as_xml().into(), "the adapter is not present", false);
+            add(
+                &format!("--nictype{n}"),
+                a.kind.as_xml().into(),
+                "the adapter is not present",
+                false,
+            );
         } else if let Some(el) = a.attachment.element() {
             if !s.net_attachments.iter().any(|x| x == el) {
-                add(&format!("--nic{n}"), el.into(), "the cable is unplugged", false);
+                add(
+                    &format!("--nic{n}"),
+                    el.into(),
+                    "the cable is unplugged",
+                    false,
+                );
             }
         }
     }
     if !s.graphics.contains(&hw.display.controller) {
-        add("--graphicscontroller", hw.display.controller.as_xml().into(), "VBoxVGA is emulated instead", false);
+        add(
+            "--graphicscontroller",
+            hw.display.controller.as_xml().into(),
+            "VBoxVGA is emulated instead",
+            false,
+        );
     }
     if hw.display.accelerate_3d && !s.accelerate_3d {
         add("--accelerate3d", "on".into(), "no 3D acceleration", false);
     }
     if !s.pointing.contains(&hw.pointing) {
-        add("--mouse", hw.pointing.as_xml().into(), "a PS/2 mouse is emulated", false);
+        add(
+            "--mouse",
+            hw.pointing.as_xml().into(),
+            "a PS/2 mouse is emulated",
+            false,
+        );
     }
     if !s.keyboards.contains(&hw.keyboard) {
-        add("--keyboard", hw.keyboard.as_xml().into(), "a PS/2 keyboard is emulated", false);
+        add(
+            "--keyboard",
+            hw.keyboard.as_xml().into(),
+            "a PS/2 keyboard is emulated",
+            false,
+        );
     }
     if !s.guest_additions {
         for f in &hw.shared_folders {
@@ -603,14 +704,29 @@ pub fn compatibility_report(m: &Machine, s: &SupportedFeatures) -> Vec<CompatIss
             );
         }
         if hw.clipboard != ClipboardMode::Disabled {
-            add("--clipboard-mode", hw.clipboard.as_xml().into(), "needs the Guest Additions services: no clipboard sharing", false);
+            add(
+                "--clipboard-mode",
+                hw.clipboard.as_xml().into(),
+                "needs the Guest Additions services: no clipboard sharing",
+                false,
+            );
         }
         if hw.dnd != DndMode::Disabled {
-            add("--draganddrop", hw.dnd.as_xml().into(), "needs the Guest Additions services: no drag and drop", false);
+            add(
+                "--draganddrop",
+                hw.dnd.as_xml().into(),
+                "needs the Guest Additions services: no drag and drop",
+                false,
+            );
         }
     }
     if hw.audio.enabled && !s.audio {
-        add("--audio-enabled", hw.audio.controller.as_xml().into(), "no sound device", false);
+        add(
+            "--audio-enabled",
+            hw.audio.controller.as_xml().into(),
+            "no sound device",
+            false,
+        );
     }
     if !hw.usb_controllers.is_empty() && !s.usb {
         for u in &hw.usb_controllers {
@@ -618,10 +734,20 @@ pub fn compatibility_report(m: &Machine, s: &SupportedFeatures) -> Vec<CompatIss
         }
     }
     if hw.vrde.enabled && !s.vrde {
-        add("--vrde", "on".into(), "no remote display (use the novabox console)", false);
+        add(
+            "--vrde",
+            "on".into(),
+            "no remote display (use the novabox console)",
+            false,
+        );
     }
     if m.state_file.is_some() && !s.saved_state {
-        add("saved state", m.state_file.clone().unwrap_or_default(), "the machine boots fresh instead of resuming", false);
+        add(
+            "saved state",
+            m.state_file.clone().unwrap_or_default(),
+            "the machine boots fresh instead of resuming",
+            false,
+        );
     }
     out
 }
@@ -632,8 +758,14 @@ mod tests {
 
     #[test]
     fn macs() {
-        assert_eq!(parse_mac("080027BB3AD9"), Some([0x08, 0, 0x27, 0xbb, 0x3a, 0xd9]));
-        assert_eq!(parse_mac("08:00:27:bb:3a:d9"), Some([0x08, 0, 0x27, 0xbb, 0x3a, 0xd9]));
+        assert_eq!(
+            parse_mac("080027BB3AD9"),
+            Some([0x08, 0, 0x27, 0xbb, 0x3a, 0xd9])
+        );
+        assert_eq!(
+            parse_mac("08:00:27:bb:3a:d9"),
+            Some([0x08, 0, 0x27, 0xbb, 0x3a, 0xd9])
+        );
         assert_eq!(parse_mac("08002"), None);
         assert_eq!(parse_mac("0800é7BB3AD9"), None);
     }

@@ -17,7 +17,13 @@ pub const NEW_FILE_VERSION: &str = "1.19-linux";
 /// names of them.
 fn file_name_of(name: &str) -> String {
     name.chars()
-        .map(|c| if matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') { '_' } else { c })
+        .map(|c| {
+            if matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') {
+                '_'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -55,9 +61,17 @@ pub fn now_timestamp() -> String {
 }
 
 /// Build (in memory) a new machine file. Nothing is written.
-pub fn new_machine(path: &Path, name: &str, os_type: &str, uuid: Option<Uuid>) -> Result<MachineFile> {
+pub fn new_machine(
+    path: &Path,
+    name: &str,
+    os_type: &str,
+    uuid: Option<Uuid>,
+) -> Result<MachineFile> {
     if name.trim().is_empty() {
-        return Err(Error::new(ErrorKind::Invalid, "machine name must not be empty"));
+        return Err(Error::new(
+            ErrorKind::Invalid,
+            "machine name must not be empty",
+        ));
     }
     let uuid = uuid.unwrap_or_else(Uuid::new_random);
     let text = format!(
@@ -110,6 +124,9 @@ mod tests {
         assert_eq!(f.machine.os_type, "Ubuntu_64");
         assert_eq!(f.machine.hardware.memory_mb, 128);
         assert!(f.machine.hardware.firmware.ioapic);
-        assert_eq!(settings_path(Path::new("/b"), "x/y"), PathBuf::from("/b/x_y/x_y.vbox"));
+        assert_eq!(
+            settings_path(Path::new("/b"), "x/y"),
+            PathBuf::from("/b/x_y/x_y.vbox")
+        );
     }
 }

@@ -73,7 +73,12 @@ impl Out {
         self.human(&format!("{label:<28} {human_value}"));
     }
     fn b(&mut self, key: &str, label: &str, v: bool) {
-        self.s2(key, on_off(v), label, if v { "enabled" } else { "disabled" });
+        self.s2(
+            key,
+            on_off(v),
+            label,
+            if v { "enabled" } else { "disabled" },
+        );
     }
     fn n(&mut self, key: &str, label: &str, v: i64, unit: &str) {
         self.kv(key, Val::Num(v), false);
@@ -83,7 +88,11 @@ impl Out {
         let mut o = String::new();
         for (k, v, q) in &self.kv {
             let quote = *q || k.contains('=');
-            let key = if quote { format!("\"{}\"", esc_mr(k)) } else { esc_mr(k) };
+            let key = if quote {
+                format!("\"{}\"", esc_mr(k))
+            } else {
+                esc_mr(k)
+            };
             match v {
                 Val::Num(n) => o.push_str(&format!("{key}={n}\n")),
                 Val::Str(s) => o.push_str(&format!("{key}=\"{}\"\n", esc_mr(s))),
@@ -141,8 +150,22 @@ fn os_family(os: &str) -> &'static str {
     } else if l.starts_with("macos") {
         "macos"
     } else if [
-        "linux", "arch", "debian", "fedora", "gentoo", "mandriva", "opensuse", "redhat", "turbolinux",
-        "ubuntu", "xandros", "oracle", "rhel", "centos", "mint", "kali",
+        "linux",
+        "arch",
+        "debian",
+        "fedora",
+        "gentoo",
+        "mandriva",
+        "opensuse",
+        "redhat",
+        "turbolinux",
+        "ubuntu",
+        "xandros",
+        "oracle",
+        "rhel",
+        "centos",
+        "mint",
+        "kali",
     ]
     .iter()
     .any(|p| l.starts_with(p))
@@ -212,7 +235,9 @@ fn state_time(m: &Machine) -> String {
 }
 
 fn abs(folder: &Path, p: &str) -> String {
-    crate::resolve::resolve_location(p, folder).to_string_lossy().into_owned()
+    crate::resolve::resolve_location(p, folder)
+        .to_string_lossy()
+        .into_owned()
 }
 
 /// Render showvminfo.
@@ -241,8 +266,16 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
     o.s("ostype", "Guest OS:", &m.os_type);
     o.s("UUID", "UUID:", &m.uuid.to_string());
     o.s("CfgFile", "Config file:", &f.path.to_string_lossy());
-    o.s("SnapFldr", "Snapshot folder:", &abs(&folder, &m.snapshot_folder));
-    o.s("LogFldr", "Log folder:", &folder.join("Logs").to_string_lossy());
+    o.s(
+        "SnapFldr",
+        "Snapshot folder:",
+        &abs(&folder, &m.snapshot_folder),
+    );
+    o.s(
+        "LogFldr",
+        "Log folder:",
+        &folder.join("Logs").to_string_lossy(),
+    );
     o.s(
         "hardwareuuid",
         "Hardware UUID:",
@@ -251,7 +284,12 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
     o.n("memory", "Memory size:", hw.memory_mb as i64, "MB");
     o.b("pagefusion", "Page Fusion:", hw.page_fusion);
     o.n("vram", "VRAM size:", hw.display.vram_mb as i64, "MB");
-    o.n("cpuexecutioncap", "CPU exec cap:", hw.cpu.execution_cap as i64, "%");
+    o.n(
+        "cpuexecutioncap",
+        "CPU exec cap:",
+        hw.cpu.execution_cap as i64,
+        "%",
+    );
     if hw.cpu.profile != "host" {
         o.s("cpu-profile", "CPUProfile:", &hw.cpu.profile);
     }
@@ -266,14 +304,25 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
     o.b("hpet", "HPET:", hw.hpet);
     o.b("pae", "PAE:", hw.cpu.pae);
     o.b("longmode", "Long Mode:", hw.cpu.long_mode.unwrap_or(true));
-    o.b("triplefaultreset", "Triple Fault Reset:", hw.cpu.triple_fault_reset);
+    o.b(
+        "triplefaultreset",
+        "Triple Fault Reset:",
+        hw.cpu.triple_fault_reset,
+    );
     o.b("apic", "APIC:", hw.cpu.apic);
     o.b("x2apic", "X2APIC:", hw.cpu.x2apic);
-    o.b("nested-hw-virt", "Nested VT-x/AMD-V:", hw.cpu.nested_hw_virt);
+    o.b(
+        "nested-hw-virt",
+        "Nested VT-x/AMD-V:",
+        hw.cpu.nested_hw_virt,
+    );
     if hw.cpu.cpuid_leaves.is_empty() {
         o.human(&format!("{:<28} None", "CPUID overrides:"));
     } else {
-        o.human(&format!("{:<28} Leaf no.      EAX      EBX      ECX      EDX", "CPUID overrides:"));
+        o.human(&format!(
+            "{:<28} Leaf no.      EAX      EBX      ECX      EDX",
+            "CPUID overrides:"
+        ));
         for l in &hw.cpu.cpuid_leaves {
             o.human(&format!(
                 "{:<28} {:08x}/{:03x}  {:08x} {:08x} {:08x} {:08x}",
@@ -294,8 +343,17 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
     o.b("largepages", "Large Pages:", hw.cpu.large_pages);
     o.b("vtxvpid", "VT-x VPID:", hw.cpu.vpid);
     o.b("vtxux", "VT-x Unrestricted Exec.:", hw.cpu.ux);
-    o.b("virtvmsavevmload", "AMD-V Virt. Vmsave/Vmload:", hw.cpu.virt_vmsave_vmload);
-    o.n("cpuid-portability-level", "CPUID Portability Level:", hw.cpu.cpuid_portability as i64, "");
+    o.b(
+        "virtvmsavevmload",
+        "AMD-V Virt. Vmsave/Vmload:",
+        hw.cpu.virt_vmsave_vmload,
+    );
+    o.n(
+        "cpuid-portability-level",
+        "CPUID Portability Level:",
+        hw.cpu.cpuid_portability as i64,
+        "",
+    );
     let (bm_mr, bm_h) = match hw.firmware.boot_menu {
         BootMenuMode::Disabled => ("disabled", "disabled"),
         BootMenuMode::MenuOnly => ("menuonly", "menu only"),
@@ -310,7 +368,12 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
             BootDevice::Network => ("net", "Network"),
             BootDevice::None => ("none", "Not Assigned"),
         };
-        o.s2(&format!("boot{}", i + 1), mr, &format!("Boot Device {}:", i + 1), h);
+        o.s2(
+            &format!("boot{}", i + 1),
+            mr,
+            &format!("Boot Device {}:", i + 1),
+            h,
+        );
     }
     o.b("acpi", "ACPI:", hw.firmware.acpi);
     o.b("ioapic", "IOAPIC:", hw.firmware.ioapic);
@@ -320,16 +383,29 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
         ApicMode::X2Apic => ("x2apic", "x2APIC"),
     };
     o.s2("biosapic", am, "BIOS APIC mode:", ah);
-    o.n("biossystemtimeoffset", "Time offset:", hw.firmware.time_offset_ms, "ms");
+    o.n(
+        "biossystemtimeoffset",
+        "Time offset:",
+        hw.firmware.time_offset_ms,
+        "ms",
+    );
     let efi = hw.firmware.kind != FirmwareType::Bios;
     if efi || hw.firmware.nvram_path.is_some() {
         let nv = match &hw.firmware.nvram_path {
             Some(p) => abs(&folder, p),
-            None => folder.join(format!("{}.nvram", m.name)).to_string_lossy().into_owned(),
+            None => folder
+                .join(format!("{}.nvram", m.name))
+                .to_string_lossy()
+                .into_owned(),
         };
         o.s("NvramFile", "BIOS NVRAM File:", &nv);
     }
-    o.s2("rtcuseutc", on_off(hw.rtc_utc), "RTC:", if hw.rtc_utc { "UTC" } else { "local time" });
+    o.s2(
+        "rtcuseutc",
+        on_off(hw.rtc_utc),
+        "RTC:",
+        if hw.rtc_utc { "UTC" } else { "local time" },
+    );
     let (im, ih) = match hw.iommu {
         IommuType::None => ("none", "None"),
         IommuType::Automatic => ("automatic", "Automatic"),
@@ -360,18 +436,57 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
         GraphicsController::QemuRamFb => ("qemuramfb", "QemuRamFB"),
     };
     o.s2("graphicscontroller", gm, "Graphics Controller:", gh);
-    o.n("monitorcount", "Monitor count:", hw.display.monitors as i64, "");
+    o.n(
+        "monitorcount",
+        "Monitor count:",
+        hw.display.monitors as i64,
+        "",
+    );
     o.b("accelerate3d", "3D Acceleration:", hw.display.accelerate_3d);
-    o.b("accelerate2dvideo", "2D Video Acceleration:", hw.display.accelerate_2d);
-    o.b("teleporterenabled", "Teleporter Enabled:", m.teleporter.enabled);
-    o.n("teleporterport", "Teleporter Port:", m.teleporter.port as i64, "");
-    o.s("teleporteraddress", "Teleporter Address:", &m.teleporter.address);
-    o.s("teleporterpassword", "Teleporter Password:", &m.teleporter.password);
+    o.b(
+        "accelerate2dvideo",
+        "2D Video Acceleration:",
+        hw.display.accelerate_2d,
+    );
+    o.b(
+        "teleporterenabled",
+        "Teleporter Enabled:",
+        m.teleporter.enabled,
+    );
+    o.n(
+        "teleporterport",
+        "Teleporter Port:",
+        m.teleporter.port as i64,
+        "",
+    );
+    o.s(
+        "teleporteraddress",
+        "Teleporter Address:",
+        &m.teleporter.address,
+    );
+    o.s(
+        "teleporterpassword",
+        "Teleporter Password:",
+        &m.teleporter.password,
+    );
     o.b("tracing-enabled", "Tracing Enabled:", false);
-    o.b("tracing-allow-vm-access", "Allow Tracing to Access VM:", false);
+    o.b(
+        "tracing-allow-vm-access",
+        "Allow Tracing to Access VM:",
+        false,
+    );
     o.s("tracing-config", "Tracing Configuration:", "");
-    o.b("autostart-enabled", "Autostart Enabled:", m.autostart.enabled);
-    o.n("autostart-delay", "Autostart Delay:", m.autostart.delay as i64, "");
+    o.b(
+        "autostart-enabled",
+        "Autostart Enabled:",
+        m.autostart.enabled,
+    );
+    o.n(
+        "autostart-delay",
+        "Autostart Delay:",
+        m.autostart.delay as i64,
+        "",
+    );
     o.s("defaultfrontend", "Default Frontend:", &m.default_frontend);
     o.s("vmprocpriority", "VM process priority:", "default");
 
@@ -382,12 +497,36 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
         o.human("Storage Controllers:");
     }
     for (i, c) in hw.storage.iter().enumerate() {
-        o.kv(&format!("storagecontrollername{i}"), Val::Str(c.name.clone()), false);
-        o.kv(&format!("storagecontrollertype{i}"), Val::Str(c.kind.vboxmanage_name().into()), false);
-        o.kv(&format!("storagecontrollerinstance{i}"), Val::Str(c.instance.to_string()), false);
-        o.kv(&format!("storagecontrollermaxportcount{i}"), Val::Str(c.kind.max_ports().to_string()), false);
-        o.kv(&format!("storagecontrollerportcount{i}"), Val::Str(c.port_count.to_string()), false);
-        o.kv(&format!("storagecontrollerbootable{i}"), Val::Str(on_off(c.bootable).into()), false);
+        o.kv(
+            &format!("storagecontrollername{i}"),
+            Val::Str(c.name.clone()),
+            false,
+        );
+        o.kv(
+            &format!("storagecontrollertype{i}"),
+            Val::Str(c.kind.vboxmanage_name().into()),
+            false,
+        );
+        o.kv(
+            &format!("storagecontrollerinstance{i}"),
+            Val::Str(c.instance.to_string()),
+            false,
+        );
+        o.kv(
+            &format!("storagecontrollermaxportcount{i}"),
+            Val::Str(c.kind.max_ports().to_string()),
+            false,
+        );
+        o.kv(
+            &format!("storagecontrollerportcount{i}"),
+            Val::Str(c.port_count.to_string()),
+            false,
+        );
+        o.kv(
+            &format!("storagecontrollerbootable{i}"),
+            Val::Str(on_off(c.bootable).into()),
+            false,
+        );
         if !o.mr {
             o.human(&format!(
                 "#{i}: '{}', Type: {}, Instance: {}, Ports: {} (max {}), {}",
@@ -396,7 +535,11 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
                 c.instance,
                 c.port_count,
                 c.kind.max_ports(),
-                if c.bootable { "Bootable" } else { "Not bootable" }
+                if c.bootable {
+                    "Bootable"
+                } else {
+                    "Not bootable"
+                }
             ));
             attachments(&mut o, c, &regs);
         }
@@ -420,7 +563,11 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
             NetAttachment::Nat => {
                 o.kv(
                     &format!("natnet{n}"),
-                    Val::Str(if a.nat_network.is_empty() { "nat".into() } else { a.nat_network.clone() }),
+                    Val::Str(if a.nat_network.is_empty() {
+                        "nat".into()
+                    } else {
+                        a.nat_network.clone()
+                    }),
                     false,
                 );
                 ("nat".into(), "NAT".into())
@@ -467,10 +614,22 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
             o.kv("tcpWndRcv", Val::Str("64".into()), false);
         }
         o.kv(&format!("macaddress{n}"), Val::Str(a.mac.clone()), false);
-        o.kv(&format!("cableconnected{n}"), Val::Str(on_off(a.cable).into()), false);
+        o.kv(
+            &format!("cableconnected{n}"),
+            Val::Str(on_off(a.cable).into()),
+            false,
+        );
         o.kv(&format!("nic{n}"), Val::Str(mr_att), false);
-        o.kv(&format!("nictype{n}"), Val::Str(a.kind.as_xml().into()), false);
-        o.kv(&format!("nicspeed{n}"), Val::Str(a.speed.to_string()), false);
+        o.kv(
+            &format!("nictype{n}"),
+            Val::Str(a.kind.as_xml().into()),
+            false,
+        );
+        o.kv(
+            &format!("nicspeed{n}"),
+            Val::Str(a.speed.to_string()),
+            false,
+        );
         o.human(&format!(
             "{:<28} MAC: {}, Attachment: {}, Cable connected: {}, Trace: {} (file: {}), Type: {}, Reported speed: {} Mbps, Boot priority: {}, Promisc Policy: {}, Bandwidth group: {}",
             format!("NIC {n}:"),
@@ -529,25 +688,53 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
         let p = hw.serial_port(slot);
         let n = slot + 1;
         if !p.enabled {
-            o.s2(&format!("uart{n}"), "off", &format!("UART {n}:"), "disabled");
+            o.s2(
+                &format!("uart{n}"),
+                "off",
+                &format!("UART {n}:"),
+                "disabled",
+            );
             continue;
         }
-        o.kv(&format!("uart{n}"), Val::Str(format!("{:#06x},{}", p.io_base, p.irq)), false);
+        o.kv(
+            &format!("uart{n}"),
+            Val::Str(format!("{:#06x},{}", p.io_base, p.irq)),
+            false,
+        );
         let (mr_mode, h_mode) = match p.mode {
             PortMode::Disconnected => ("disconnected".to_string(), ", disconnected".to_string()),
-            PortMode::RawFile => (format!("file,{}", p.path), format!(", attached to raw file '{}'", p.path)),
+            PortMode::RawFile => (
+                format!("file,{}", p.path),
+                format!(", attached to raw file '{}'", p.path),
+            ),
             PortMode::Tcp => (
-                format!("{},{}", if p.server { "tcpserver" } else { "tcpclient" }, p.path),
-                format!(", attached to tcp ({}) '{}'", if p.server { "server" } else { "client" }, p.path),
+                format!(
+                    "{},{}",
+                    if p.server { "tcpserver" } else { "tcpclient" },
+                    p.path
+                ),
+                format!(
+                    ", attached to tcp ({}) '{}'",
+                    if p.server { "server" } else { "client" },
+                    p.path
+                ),
             ),
             PortMode::HostPipe => (
                 format!("{},{}", if p.server { "server" } else { "client" }, p.path),
-                format!(", attached to pipe ({}) '{}'", if p.server { "server" } else { "client" }, p.path),
+                format!(
+                    ", attached to pipe ({}) '{}'",
+                    if p.server { "server" } else { "client" },
+                    p.path
+                ),
             ),
             PortMode::HostDevice => (p.path.clone(), format!(", attached to device '{}'", p.path)),
         };
         o.kv(&format!("uartmode{n}"), Val::Str(mr_mode), false);
-        o.kv(&format!("uarttype{n}"), Val::Str(p.uart_type.as_xml().into()), false);
+        o.kv(
+            &format!("uarttype{n}"),
+            Val::Str(p.uart_type.as_xml().into()),
+            false,
+        );
         o.human(&format!(
             "{:<28} I/O address: {:#06x}, IRQ: {}{}, {}",
             format!("UART {n}:"),
@@ -562,7 +749,11 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
         match hw.parallel.iter().find(|p| p.slot == slot && p.enabled) {
             None => o.s2(&format!("lpt{n}"), "off", &format!("LPT {n}:"), "disabled"),
             Some(p) => {
-                o.kv(&format!("lpt{n}"), Val::Str(format!("{:#06x},{}", p.io_base, p.irq)), false);
+                o.kv(
+                    &format!("lpt{n}"),
+                    Val::Str(format!("{:#06x},{}", p.io_base, p.irq)),
+                    false,
+                );
                 o.kv(&format!("lptmode{n}"), Val::Str(p.path.clone()), false);
                 o.human(&format!(
                     "{:<28} I/O base: {:#06x}, IRQ: {}, attached to device '{}'",
@@ -595,7 +786,15 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
         AudioController::Hda => "HDA",
         AudioController::VirtioSound => "Virtio-Sound",
     };
-    o.kv("audio", Val::Str(if au.enabled { drv_mr.into() } else { "none".into() }), false);
+    o.kv(
+        "audio",
+        Val::Str(if au.enabled {
+            drv_mr.into()
+        } else {
+            "none".into()
+        }),
+        false,
+    );
     if au.enabled {
         o.human(&format!(
             "{:<28} enabled (Driver: {drv_h}, Controller: {ctl}, Codec: {})",
@@ -616,7 +815,11 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
     };
     let (cm, ch) = modes(hw.clipboard);
     o.s2("clipboard", cm, "Clipboard Mode:", ch);
-    o.b("clipboard_file_transfers", "Clipboard file transfers:", hw.clipboard_file_transfers);
+    o.b(
+        "clipboard_file_transfers",
+        "Clipboard file transfers:",
+        hw.clipboard_file_transfers,
+    );
     let dnd_as_clip = match hw.dnd {
         DndMode::Disabled => ClipboardMode::Disabled,
         DndMode::HostToGuest => ClipboardMode::HostToGuest,
@@ -640,8 +843,16 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
         o.kv("vrdeports", Val::Str(ports.clone()), false);
         o.kv("vrdeaddress", Val::Str(addr.clone()), false);
         o.kv("vrdeauthtype", Val::Str(auth.into()), false);
-        o.kv("vrdemulticon", Val::Str(on_off(vr.multi_connection).into()), false);
-        o.kv("vrdereusecon", Val::Str(on_off(vr.reuse_single_connection).into()), false);
+        o.kv(
+            "vrdemulticon",
+            Val::Str(on_off(vr.multi_connection).into()),
+            false,
+        );
+        o.kv(
+            "vrdereusecon",
+            Val::Str(on_off(vr.reuse_single_connection).into()),
+            false,
+        );
         o.kv("vrdevideochannel", Val::Str("off".into()), false);
         o.human(&format!(
             "{:<28} enabled (Address {}, Ports {}, MultiConn: {}, ReuseSingleConn: {}, Authentication type: {})",
@@ -668,7 +879,10 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
     if hw.usb_filters == 0 {
         o.human(&format!("{:<28} <none>", "USB Device Filters:"));
     } else {
-        o.human(&format!("{:<28} {} (not shown)", "USB Device Filters:", hw.usb_filters));
+        o.human(&format!(
+            "{:<28} {} (not shown)",
+            "USB Device Filters:", hw.usb_filters
+        ));
     }
 
     if hw.bandwidth_groups.is_empty() {
@@ -694,8 +908,16 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
         o.human(&format!("{:<28} \n", "Shared folders:"));
         for (i, s) in hw.shared_folders.iter().enumerate() {
             let n = i + 1;
-            o.kv(&format!("SharedFolderNameMachineMapping{n}"), Val::Str(s.name.clone()), false);
-            o.kv(&format!("SharedFolderPathMachineMapping{n}"), Val::Str(s.host_path.clone()), false);
+            o.kv(
+                &format!("SharedFolderNameMachineMapping{n}"),
+                Val::Str(s.name.clone()),
+                false,
+            );
+            o.kv(
+                &format!("SharedFolderPathMachineMapping{n}"),
+                Val::Str(s.host_path.clone()),
+                false,
+            );
             let mut line = format!(
                 "Name: '{}', Host path: '{}' (machine mapping), {}{}",
                 s.name,
@@ -732,7 +954,12 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
     }
 
     o.human("* Guest:");
-    o.n("GuestMemoryBalloon", "Configured memory balloon:", hw.balloon_mb as i64, "MB");
+    o.n(
+        "GuestMemoryBalloon",
+        "Configured memory balloon:",
+        hw.balloon_mb as i64,
+        "MB",
+    );
     if !hw.guest_properties.is_empty() {
         o.human("Guest properties:");
         for (i, p) in hw.guest_properties.iter().enumerate() {
@@ -759,15 +986,31 @@ pub fn showvminfo(ctx: &InfoContext, fmt: InfoFormat) -> String {
 fn snapshots(o: &mut Out, s: &Snapshot, current: Option<crate::Uuid>, prefix: &str) {
     let cur = current == Some(s.uuid);
     if o.mr {
-        o.kv(&format!("SnapshotName{prefix}"), Val::Str(s.name.clone()), false);
-        o.kv(&format!("SnapshotUUID{prefix}"), Val::Str(s.uuid.to_string()), false);
+        o.kv(
+            &format!("SnapshotName{prefix}"),
+            Val::Str(s.name.clone()),
+            false,
+        );
+        o.kv(
+            &format!("SnapshotUUID{prefix}"),
+            Val::Str(s.uuid.to_string()),
+            false,
+        );
         if !s.description.is_empty() {
-            o.kv(&format!("SnapshotDescription{prefix}"), Val::Str(s.description.clone()), false);
+            o.kv(
+                &format!("SnapshotDescription{prefix}"),
+                Val::Str(s.description.clone()),
+                false,
+            );
         }
         if cur {
             o.kv("CurrentSnapshotName", Val::Str(s.name.clone()), false);
             o.kv("CurrentSnapshotUUID", Val::Str(s.uuid.to_string()), false);
-            o.kv("CurrentSnapshotNode", Val::Str(format!("SnapshotName{prefix}")), false);
+            o.kv(
+                "CurrentSnapshotNode",
+                Val::Str(format!("SnapshotName{prefix}")),
+                false,
+            );
         }
     } else {
         o.human(&format!(
@@ -799,7 +1042,11 @@ fn attachments(o: &mut Out, c: &StorageController, regs: &[RegistryRef]) {
         for dev in 0..c.kind.devices_per_port() {
             let a = c.devices.iter().find(|d| d.port == port && d.device == dev);
             let Some(a) = a else {
-                o.kv(&format!("{}-{port}-{dev}", c.name), Val::Str("none".into()), true);
+                o.kv(
+                    &format!("{}-{port}-{dev}", c.name),
+                    Val::Str("none".into()),
+                    true,
+                );
                 continue;
             };
             let name = &c.name;
@@ -809,15 +1056,33 @@ fn attachments(o: &mut Out, c: &StorageController, regs: &[RegistryRef]) {
                     let loc = resolved
                         .as_ref()
                         .map(|r| r.leaf.path.to_string_lossy().into_owned())
-                        .unwrap_or_else(|| format!("<medium {{{u}}} not found in any media registry>"));
+                        .unwrap_or_else(|| {
+                            format!("<medium {{{u}}} not found in any media registry>")
+                        });
                     o.kv(&format!("{name}-{port}-{dev}"), Val::Str(loc.clone()), true);
-                    o.kv(&format!("{name}-ImageUUID-{port}-{dev}"), Val::Str(u.to_string()), true);
+                    o.kv(
+                        &format!("{name}-ImageUUID-{port}-{dev}"),
+                        Val::Str(u.to_string()),
+                        true,
+                    );
                     if a.passthrough {
-                        o.kv(&format!("{name}-dvdpassthrough-{port}-{dev}"), Val::Str("on".into()), true);
+                        o.kv(
+                            &format!("{name}-dvdpassthrough-{port}-{dev}"),
+                            Val::Str("on".into()),
+                            true,
+                        );
                     }
                     if a.kind == DeviceType::Dvd {
-                        o.kv(&format!("{name}-tempeject-{port}-{dev}"), Val::Str(on_off(a.temp_eject).into()), true);
-                        o.kv(&format!("{name}-IsEjected-{port}-{dev}"), Val::Str("off".into()), true);
+                        o.kv(
+                            &format!("{name}-tempeject-{port}-{dev}"),
+                            Val::Str(on_off(a.temp_eject).into()),
+                            true,
+                        );
+                        o.kv(
+                            &format!("{name}-IsEjected-{port}-{dev}"),
+                            Val::Str("off".into()),
+                            true,
+                        );
                     }
                     if name.eq_ignore_ascii_case("SATA") || name.eq_ignore_ascii_case("USB") {
                         o.kv(
@@ -831,38 +1096,80 @@ fn attachments(o: &mut Out, c: &StorageController, regs: &[RegistryRef]) {
                         Val::Str(on_off(a.non_rotational).into()),
                         true,
                     );
-                    o.kv(&format!("{name}-discard-{port}-{dev}"), Val::Str(on_off(a.discard).into()), true);
+                    o.kv(
+                        &format!("{name}-discard-{port}-{dev}"),
+                        Val::Str(on_off(a.discard).into()),
+                        true,
+                    );
                     let chain: Vec<String> = resolved
                         .as_ref()
-                        .map(|r| r.parents.iter().map(|p| p.path.to_string_lossy().into_owned()).collect())
+                        .map(|r| {
+                            r.parents
+                                .iter()
+                                .map(|p| p.path.to_string_lossy().into_owned())
+                                .collect()
+                        })
                         .unwrap_or_default();
                     if !chain.is_empty() {
-                        o.kv(&format!("{name}-ParentChain-{port}-{dev}"), Val::Str(chain.join(";")), true);
+                        o.kv(
+                            &format!("{name}-ParentChain-{port}-{dev}"),
+                            Val::Str(chain.join(";")),
+                            true,
+                        );
                     }
                     if !o.mr {
                         o.human(&format!(
                             "  Port {port}, Unit {dev}: UUID: {u}{}{}{}{}{}",
-                            if a.passthrough { ", passthrough enabled" } else { "" },
+                            if a.passthrough {
+                                ", passthrough enabled"
+                            } else {
+                                ""
+                            },
                             if a.temp_eject { ", temp eject" } else { "" },
-                            if a.hotpluggable { ", hot-pluggable" } else { "" },
-                            if a.non_rotational { ", non-rotational (SSD)" } else { "" },
-                            if a.discard { ", discards unused blocks" } else { "" },
+                            if a.hotpluggable {
+                                ", hot-pluggable"
+                            } else {
+                                ""
+                            },
+                            if a.non_rotational {
+                                ", non-rotational (SSD)"
+                            } else {
+                                ""
+                            },
+                            if a.discard {
+                                ", discards unused blocks"
+                            } else {
+                                ""
+                            },
                         ));
                         o.human(&format!("    Location: \"{loc}\""));
                         if !chain.is_empty() {
-                            let all: Vec<String> = std::iter::once(loc.clone()).chain(chain).collect();
+                            let all: Vec<String> =
+                                std::iter::once(loc.clone()).chain(chain).collect();
                             o.human(&format!("    Chain: \"{}\"", all.join("\" -> \"")));
                         }
                     }
                 }
                 (None, Some(h)) => {
-                    o.kv(&format!("{name}-{port}-{dev}"), Val::Str(format!("host:{h}")), true);
+                    o.kv(
+                        &format!("{name}-{port}-{dev}"),
+                        Val::Str(format!("host:{h}")),
+                        true,
+                    );
                     o.human(&format!("  Port {port}, Unit {dev}: Host drive {h}"));
                 }
                 (None, None) => {
-                    o.kv(&format!("{name}-{port}-{dev}"), Val::Str("emptydrive".into()), true);
+                    o.kv(
+                        &format!("{name}-{port}-{dev}"),
+                        Val::Str("emptydrive".into()),
+                        true,
+                    );
                     if a.kind == DeviceType::Dvd {
-                        o.kv(&format!("{name}-IsEjected-{port}-{dev}"), Val::Str("off".into()), true);
+                        o.kv(
+                            &format!("{name}-IsEjected-{port}-{dev}"),
+                            Val::Str("off".into()),
+                            true,
+                        );
                     }
                     o.human(&format!(
                         "  Port {port}, Unit {dev}: Empty{}",

@@ -5,6 +5,18 @@ use crate::enums::*;
 use crate::values::Uuid;
 use crate::xml::Pos;
 
+/// Where an element was in the source file. Positions are for messages
+/// only: they are not part of a setting's value, so two models that differ
+/// only in where things were written compare equal.
+#[derive(Debug, Clone, Copy, Default, Eq)]
+pub struct SrcPos(pub Pos);
+
+impl PartialEq for SrcPos {
+    fn eq(&self, _other: &SrcPos) -> bool {
+        true
+    }
+}
+
 /// A machine definition (the `Machine` element and everything in it).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Machine {
@@ -581,7 +593,7 @@ pub struct AttachedDevice {
     /// Bandwidth group.
     pub bandwidth_group: String,
     /// Where the element is (for error messages).
-    pub pos: Pos,
+    pub pos: SrcPos,
 }
 
 /// A medium in a media registry.
@@ -602,7 +614,7 @@ pub struct Medium {
     /// Differencing children.
     pub children: Vec<Medium>,
     /// Where the element is.
-    pub pos: Pos,
+    pub pos: SrcPos,
 }
 
 /// The three media lists.

@@ -329,7 +329,7 @@ fn check_media_uuids(reg: &MediaRegistry, m: &Element) -> Result<()> {
             let _ = m;
             return Err(Error::at(
                 ErrorKind::Uuid,
-                med.pos,
+                med.pos.0,
                 format!(
                     "duplicate medium UUID {{{}}} (also used by another medium in this registry)",
                     med.uuid
@@ -448,7 +448,7 @@ fn read_medium(
             .or_else(|| d.attr("Description").map(str::to_string))
             .unwrap_or_default(),
         children,
-        pos: d.pos,
+        pos: SrcPos(d.pos),
     })
 }
 
@@ -1030,7 +1030,7 @@ fn read_storage(owner: &Element, v: SettingsVersion) -> Result<Vec<StorageContro
                         v.minor < 15 && kind == StorageControllerType::Ahci,
                     ),
                     bandwidth_group: get_str(Some(d), "bandwidthGroup"),
-                    pos: d.pos,
+                    pos: SrcPos(d.pos),
                 });
             }
             out.push(StorageController {
@@ -1070,7 +1070,7 @@ fn read_legacy_storage(
         discard: false,
         hotpluggable: false,
         bandwidth_group: String::new(),
-        pos,
+        pos: SrcPos(pos),
     };
     if v.minor < 7 {
         let ide_type = match layout::get(owner, &["Hardware", "BIOS", "IDEController"]) {
@@ -1119,13 +1119,15 @@ fn read_legacy_storage(
                         None,
                         a.pos,
                     )),
-                    None => return Err(Error::at(
-                        ErrorKind::Invalid,
-                        a.pos,
-                        format!(
+                    None => {
+                        return Err(Error::at(
+                            ErrorKind::Invalid,
+                            a.pos,
+                            format!(
                             "hard disk attached to bus \"{bus}\" whose controller is not enabled"
                         ),
-                    )),
+                        ))
+                    }
                 }
             }
         }

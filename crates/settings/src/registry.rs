@@ -44,7 +44,9 @@ pub fn user_home() -> PathBuf {
     if let Some(h) = std::env::var_os("VBOX_USER_HOME").filter(|h| !h.is_empty()) {
         return PathBuf::from(h);
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/"));
     let legacy = home.join(".VirtualBox");
     if legacy.is_dir() {
         return legacy;
@@ -101,7 +103,11 @@ impl GlobalRegistry {
             for e in mr.children_named("MachineEntry") {
                 let uuid = read::req_uuid(e, "uuid")?;
                 let src = e.attr("src").ok_or_else(|| {
-                    Error::at(ErrorKind::Missing, e.pos, "<MachineEntry> lacks the required attribute src")
+                    Error::at(
+                        ErrorKind::Missing,
+                        e.pos,
+                        "<MachineEntry> lacks the required attribute src",
+                    )
                 })?;
                 if machines.iter().any(|m| m.uuid == uuid) {
                     return Err(Error::at(
@@ -137,7 +143,10 @@ impl GlobalRegistry {
 
     /// The home folder (relative paths in this registry resolve against it).
     pub fn home(&self) -> PathBuf {
-        self.path.parent().map(Path::to_path_buf).unwrap_or_default()
+        self.path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     /// The settings file of an entry.

@@ -93,7 +93,11 @@ fn link(m: &Medium, base: &Path, map: Option<PathMap>) -> ChainLink {
 }
 
 /// Look a medium up by UUID in the registries, in order.
-pub fn resolve(uuid: &Uuid, registries: &[RegistryRef], map: Option<PathMap>) -> Result<ResolvedMedium> {
+pub fn resolve(
+    uuid: &Uuid,
+    registries: &[RegistryRef],
+    map: Option<PathMap>,
+) -> Result<ResolvedMedium> {
     for r in registries {
         if let Some((m, ancestors)) = r.registry.find(uuid) {
             let base = ancestors.last().copied().unwrap_or(m);
@@ -111,7 +115,11 @@ pub fn resolve(uuid: &Uuid, registries: &[RegistryRef], map: Option<PathMap>) ->
         ErrorKind::Medium,
         format!(
             "medium {{{uuid}}} is not registered in any media registry (searched: {})",
-            if searched.is_empty() { "none".to_string() } else { searched.join(", ") }
+            if searched.is_empty() {
+                "none".to_string()
+            } else {
+                searched.join(", ")
+            }
         ),
     ))
 }
@@ -124,7 +132,11 @@ pub fn check_files(m: &ResolvedMedium) -> Result<()> {
             continue;
         }
         if !l.path.exists() {
-            let what = if l.uuid == m.leaf.uuid { "medium" } else { "parent medium" };
+            let what = if l.uuid == m.leaf.uuid {
+                "medium"
+            } else {
+                "parent medium"
+            };
             return Err(Error::new(
                 ErrorKind::Medium,
                 format!(
@@ -146,9 +158,21 @@ mod tests {
     #[test]
     fn locations() {
         let b = Path::new("/vms/a");
-        assert_eq!(resolve_location("disk.vdi", b), PathBuf::from("/vms/a/disk.vdi"));
-        assert_eq!(resolve_location("Snapshots\\x.vdi", b), PathBuf::from("/vms/a/Snapshots/x.vdi"));
-        assert_eq!(resolve_location("/abs/d.vdi", b), PathBuf::from("/abs/d.vdi"));
-        assert_eq!(resolve_location("C:/Users/x.vmdk", b), PathBuf::from("C:/Users/x.vmdk"));
+        assert_eq!(
+            resolve_location("disk.vdi", b),
+            PathBuf::from("/vms/a/disk.vdi")
+        );
+        assert_eq!(
+            resolve_location("Snapshots\\x.vdi", b),
+            PathBuf::from("/vms/a/Snapshots/x.vdi")
+        );
+        assert_eq!(
+            resolve_location("/abs/d.vdi", b),
+            PathBuf::from("/abs/d.vdi")
+        );
+        assert_eq!(
+            resolve_location("C:/Users/x.vmdk", b),
+            PathBuf::from("C:/Users/x.vmdk")
+        );
     }
 }

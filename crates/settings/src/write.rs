@@ -44,7 +44,10 @@ pub fn required_version(m: &Machine) -> (SettingsVersion, &'static str) {
     if hw.display.controller == GraphicsController::QemuRamFb {
         need(20, "QemuRamFB graphics");
     }
-    if !matches!(hw.paravirt, ParavirtProvider::Legacy | ParavirtProvider::Default) {
+    if !matches!(
+        hw.paravirt,
+        ParavirtProvider::Legacy | ParavirtProvider::Default
+    ) {
         need(15, "paravirtualization provider");
     }
     for s in &hw.serial {
@@ -177,7 +180,10 @@ fn first_difference(a: &Machine, b: &Machine) -> String {
     cmp!(extra_data);
     cmp!(media);
     if ha.network != hb.network {
-        return format!("network adapters are {:?}, wanted {:?}", ha.network, hb.network);
+        return format!(
+            "network adapters are {:?}, wanted {:?}",
+            ha.network, hb.network
+        );
     }
     if ha.storage != hb.storage {
         return format!("storage is {:?}, wanted {:?}", ha.storage, hb.storage);
@@ -227,7 +233,12 @@ fn sync_machine(m: &mut Element, old: &Machine, new: &Machine, v: SettingsVersio
         sync_media(m, &old.media, &new.media);
     }
     if old.default_frontend != new.default_frontend {
-        set(m, &["Hardware", "Frontend", "Default"], "type", &new.default_frontend);
+        set(
+            m,
+            &["Hardware", "Frontend", "Default"],
+            "type",
+            &new.default_frontend,
+        );
     }
     sync_hardware(m, &old.hardware, &new.hardware, v);
 }
@@ -269,9 +280,27 @@ fn medium_element(tag: &str, med: &Medium, disk: bool) -> Element {
 
 fn sync_media(m: &mut Element, old: &MediaRegistry, new: &MediaRegistry) {
     let lists: [(&str, &str, &[Medium], &[Medium], bool); 3] = [
-        ("HardDisks", "HardDisk", &old.hard_disks, &new.hard_disks, true),
-        ("DVDImages", "Image", &old.dvd_images, &new.dvd_images, false),
-        ("FloppyImages", "Image", &old.floppy_images, &new.floppy_images, false),
+        (
+            "HardDisks",
+            "HardDisk",
+            &old.hard_disks,
+            &new.hard_disks,
+            true,
+        ),
+        (
+            "DVDImages",
+            "Image",
+            &old.dvd_images,
+            &new.dvd_images,
+            false,
+        ),
+        (
+            "FloppyImages",
+            "Image",
+            &old.floppy_images,
+            &new.floppy_images,
+            false,
+        ),
     ];
     for (list, tag, o, n, disk) in lists {
         if o == n {
@@ -282,9 +311,14 @@ fn sync_media(m: &mut Element, old: &MediaRegistry, new: &MediaRegistry) {
         // Top-level entries removed from the model go; new ones are appended.
         l.remove_elements(|e| {
             e.local() == tag
-                && !n.iter().any(|x| Some(x.uuid.braced()) == e.attr("uuid").map(|u| {
-                    crate::values::Uuid::parse(u).map(|u| u.braced()).unwrap_or_default()
-                }))
+                && !n.iter().any(|x| {
+                    Some(x.uuid.braced())
+                        == e.attr("uuid").map(|u| {
+                            crate::values::Uuid::parse(u)
+                                .map(|u| u.braced())
+                                .unwrap_or_default()
+                        })
+                })
         });
         for med in n {
             if !o.iter().any(|x| x.uuid == med.uuid) {
@@ -310,7 +344,8 @@ fn sync_hardware(o: &mut Element, old: &Hardware, new: &Hardware, v: SettingsVer
     if oc.count != nc.count {
         let el = layout::get_or_create(o, cpu);
         if v.minor < 5 && el.child("CPUCount").is_some() {
-            el.child_or_insert("CPUCount").set_attr("count", &nc.count.to_string());
+            el.child_or_insert("CPUCount")
+                .set_attr("count", &nc.count.to_string());
         } else {
             el.set_attr("count", &nc.count.to_string());
         }
@@ -325,20 +360,55 @@ fn sync_hardware(o: &mut Element, old: &Hardware, new: &Hardware, v: SettingsVer
         set(o, cpu, "CpuProfile", &nc.profile);
     }
     if oc.cpuid_portability != nc.cpuid_portability {
-        set(o, cpu, "CpuIdPortabilityLevel", &nc.cpuid_portability.to_string());
+        set(
+            o,
+            cpu,
+            "CpuIdPortabilityLevel",
+            &nc.cpuid_portability.to_string(),
+        );
     }
     sync_flag(o, x86, "HardwareVirtEx", oc.hw_virt, nc.hw_virt);
-    sync_flag(o, x86, "HardwareVirtExNestedPaging", oc.nested_paging, nc.nested_paging);
+    sync_flag(
+        o,
+        x86,
+        "HardwareVirtExNestedPaging",
+        oc.nested_paging,
+        nc.nested_paging,
+    );
     sync_flag(o, x86, "HardwareVirtExVPID", oc.vpid, nc.vpid);
     sync_flag(o, x86, "HardwareVirtExUX", oc.ux, nc.ux);
-    sync_flag(o, x86, "HardwareVirtExLargePages", oc.large_pages, nc.large_pages);
-    sync_flag(o, x86, "HardwareVirtForce", oc.hw_virt_force, nc.hw_virt_force);
+    sync_flag(
+        o,
+        x86,
+        "HardwareVirtExLargePages",
+        oc.large_pages,
+        nc.large_pages,
+    );
+    sync_flag(
+        o,
+        x86,
+        "HardwareVirtForce",
+        oc.hw_virt_force,
+        nc.hw_virt_force,
+    );
     sync_flag(o, x86, "PAE", oc.pae, nc.pae);
-    sync_flag(o, x86, "TripleFaultReset", oc.triple_fault_reset, nc.triple_fault_reset);
+    sync_flag(
+        o,
+        x86,
+        "TripleFaultReset",
+        oc.triple_fault_reset,
+        nc.triple_fault_reset,
+    );
     sync_flag(o, x86, "APIC", oc.apic, nc.apic);
     sync_flag(o, x86, "X2APIC", oc.x2apic, nc.x2apic);
     sync_flag(o, x86, "NestedHWVirt", oc.nested_hw_virt, nc.nested_hw_virt);
-    sync_flag(o, x86, "HardwareVirtExVirtVmsaveVmload", oc.virt_vmsave_vmload, nc.virt_vmsave_vmload);
+    sync_flag(
+        o,
+        x86,
+        "HardwareVirtExVirtVmsaveVmload",
+        oc.virt_vmsave_vmload,
+        nc.virt_vmsave_vmload,
+    );
     if oc.long_mode != nc.long_mode {
         match nc.long_mode {
             Some(b) => sync_flag(o, x86, "LongMode", !b, b),
@@ -352,10 +422,20 @@ fn sync_hardware(o: &mut Element, old: &Hardware, new: &Hardware, v: SettingsVer
 
     // Memory.
     if old.memory_mb != new.memory_mb {
-        set(o, &["Hardware", "Memory"], "RAMSize", &new.memory_mb.to_string());
+        set(
+            o,
+            &["Hardware", "Memory"],
+            "RAMSize",
+            &new.memory_mb.to_string(),
+        );
     }
     if old.page_fusion != new.page_fusion {
-        set(o, &["Hardware", "Memory"], "PageFusion", bool_str(new.page_fusion));
+        set(
+            o,
+            &["Hardware", "Memory"],
+            "PageFusion",
+            bool_str(new.page_fusion),
+        );
     }
 
     // Firmware.
@@ -367,7 +447,13 @@ fn sync_hardware(o: &mut Element, old: &Hardware, new: &Hardware, v: SettingsVer
     sync_flag(o, bios, "ACPI", of.acpi, nf.acpi);
     sync_flag(o, bios, "IOAPIC", of.ioapic, nf.ioapic);
     sync_flag(o, bios, "PXEDebug", of.pxe_debug, nf.pxe_debug);
-    sync_flag(o, bios, "SmbiosUuidLittleEndian", of.smbios_uuid_le, nf.smbios_uuid_le);
+    sync_flag(
+        o,
+        bios,
+        "SmbiosUuidLittleEndian",
+        of.smbios_uuid_le,
+        nf.smbios_uuid_le,
+    );
     let sub = |name: &'static str| -> Vec<&'static str> {
         let mut p = bios.to_vec();
         p.push(name);
@@ -380,7 +466,12 @@ fn sync_hardware(o: &mut Element, old: &Hardware, new: &Hardware, v: SettingsVer
         set(o, &sub("BootMenu"), "mode", nf.boot_menu.as_xml());
     }
     if of.time_offset_ms != nf.time_offset_ms {
-        set(o, &sub("TimeOffset"), "value", &nf.time_offset_ms.to_string());
+        set(
+            o,
+            &sub("TimeOffset"),
+            "value",
+            &nf.time_offset_ms.to_string(),
+        );
     }
     if of.logo_fade_in != nf.logo_fade_in {
         set(o, &sub("Logo"), "fadeIn", bool_str(nf.logo_fade_in));
@@ -389,7 +480,12 @@ fn sync_hardware(o: &mut Element, old: &Hardware, new: &Hardware, v: SettingsVer
         set(o, &sub("Logo"), "fadeOut", bool_str(nf.logo_fade_out));
     }
     if of.logo_display_time != nf.logo_display_time {
-        set(o, &sub("Logo"), "displayTime", &nf.logo_display_time.to_string());
+        set(
+            o,
+            &sub("Logo"),
+            "displayTime",
+            &nf.logo_display_time.to_string(),
+        );
     }
     if of.nvram_path != nf.nvram_path {
         match &nf.nvram_path {
@@ -424,11 +520,21 @@ fn sync_hardware(o: &mut Element, old: &Hardware, new: &Hardware, v: SettingsVer
         set(o, &psub("Iommu"), "type", new.iommu.as_xml());
     }
     if old.rtc_utc != new.rtc_utc {
-        set(o, &psub("RTC"), "localOrUTC", if new.rtc_utc { "UTC" } else { "local" });
+        set(
+            o,
+            &psub("RTC"),
+            "localOrUTC",
+            if new.rtc_utc { "UTC" } else { "local" },
+        );
     }
     sync_flag(o, layout::hpet_parent(v), "HPET", old.hpet, new.hpet);
     if old.paravirt != new.paravirt {
-        set(o, &["Hardware", "Paravirt"], "provider", new.paravirt.as_xml());
+        set(
+            o,
+            &["Hardware", "Paravirt"],
+            "provider",
+            new.paravirt.as_xml(),
+        );
     }
     if old.paravirt_debug != new.paravirt_debug {
         set(o, &["Hardware", "Paravirt"], "debug", &new.paravirt_debug);
@@ -457,10 +563,18 @@ fn sync_hardware(o: &mut Element, old: &Hardware, new: &Hardware, v: SettingsVer
             d.set_attr("VRAMSize", &nd.vram_mb.to_string());
         }
         if od.monitors != nd.monitors {
-            set_aliased(d, &["monitorCount", "MonitorCount"], &nd.monitors.to_string());
+            set_aliased(
+                d,
+                &["monitorCount", "MonitorCount"],
+                &nd.monitors.to_string(),
+            );
         }
         if od.accelerate_3d != nd.accelerate_3d {
-            set_aliased(d, &["accelerate3D", "Accelerate3D"], bool_str(nd.accelerate_3d));
+            set_aliased(
+                d,
+                &["accelerate3D", "Accelerate3D"],
+                bool_str(nd.accelerate_3d),
+            );
         }
         if od.accelerate_2d != nd.accelerate_2d {
             d.set_attr("accelerate2DVideo", bool_str(nd.accelerate_2d));
@@ -479,7 +593,8 @@ fn sync_hardware(o: &mut Element, old: &Hardware, new: &Hardware, v: SettingsVer
         if hw.child("Clipboard").is_none() && hw.attr("clipboardMode").is_some() {
             hw.set_attr("clipboardMode", new.clipboard.as_xml());
         } else {
-            hw.child_or_insert("Clipboard").set_attr("mode", new.clipboard.as_xml());
+            hw.child_or_insert("Clipboard")
+                .set_attr("mode", new.clipboard.as_xml());
         }
     }
     if old.clipboard_file_transfers != new.clipboard_file_transfers {
@@ -495,7 +610,11 @@ fn sync_hardware(o: &mut Element, old: &Hardware, new: &Hardware, v: SettingsVer
     }
     if old.balloon_mb != new.balloon_mb {
         let g = layout::get_or_create(o, &["Hardware", "Guest"]);
-        set_aliased(g, &["memoryBalloonSize", "MemoryBalloonSize"], &new.balloon_mb.to_string());
+        set_aliased(
+            g,
+            &["memoryBalloonSize", "MemoryBalloonSize"],
+            &new.balloon_mb.to_string(),
+        );
     }
     if old.storage != new.storage {
         sync_storage(o, &old.storage, &new.storage, v);
@@ -520,7 +639,10 @@ fn sync_vrde(o: &mut Element, old: &Vrde, new: &Vrde) {
         rd.set_attr("allowMultiConnection", bool_str(new.multi_connection));
     }
     if old.reuse_single_connection != new.reuse_single_connection {
-        rd.set_attr("reuseSingleConnection", bool_str(new.reuse_single_connection));
+        rd.set_attr(
+            "reuseSingleConnection",
+            bool_str(new.reuse_single_connection),
+        );
     }
     if old.properties != new.properties {
         for (name, value) in &new.properties {
@@ -547,7 +669,10 @@ fn sync_vrde(o: &mut Element, old: &Vrde, new: &Vrde) {
         if let Some(props) = rd.child_mut("VRDEProperties") {
             props.remove_elements(|e| {
                 e.local() == "Property"
-                    && !new.properties.iter().any(|(n, _)| Some(n.as_str()) == e.attr("name"))
+                    && !new
+                        .properties
+                        .iter()
+                        .any(|(n, _)| Some(n.as_str()) == e.attr("name"))
             });
         }
     }
@@ -775,7 +900,10 @@ fn sync_serial(o: &mut Element, old: &[SerialPort], new: &[SerialPort], v: Setti
     let u = hw.child_or_insert(tag);
     let io_attr = if v.minor >= 20 { "IOAddress" } else { "IOBase" };
     u.remove_elements(|e| {
-        e.local() == "Port" && !new.iter().any(|p| Some(p.slot.to_string().as_str()) == e.attr("slot"))
+        e.local() == "Port"
+            && !new
+                .iter()
+                .any(|p| Some(p.slot.to_string().as_str()) == e.attr("slot"))
     });
     for p in new {
         let slot = p.slot.to_string();
@@ -805,7 +933,9 @@ fn sync_serial(o: &mut Element, old: &[SerialPort], new: &[SerialPort], v: Setti
             u.push_element(e);
             continue;
         }
-        let prev = prev.cloned().unwrap_or_else(|| SerialPort::default_for(p.slot));
+        let prev = prev
+            .cloned()
+            .unwrap_or_else(|| SerialPort::default_for(p.slot));
         let Some(e) = u
             .elements_mut()
             .find(|e| e.local() == "Port" && e.attr("slot") == Some(&slot))
@@ -816,7 +946,11 @@ fn sync_serial(o: &mut Element, old: &[SerialPort], new: &[SerialPort], v: Setti
             e.set_attr("enabled", bool_str(p.enabled));
         }
         if prev.io_base != p.io_base {
-            set_aliased(e, &[io_attr, "IOAddress", "IOBase"], &format!("{:#x}", p.io_base));
+            set_aliased(
+                e,
+                &[io_attr, "IOAddress", "IOBase"],
+                &format!("{:#x}", p.io_base),
+            );
         }
         if prev.irq != p.irq {
             e.set_attr("IRQ", &p.irq.to_string());
@@ -874,7 +1008,8 @@ fn sync_shared_folders(o: &mut Element, old: &[SharedFolder], new: &[SharedFolde
     // Removals and updates in every SharedFolders list (Genode files repeat it).
     for list in hw.elements_mut().filter(|e| e.local() == "SharedFolders") {
         list.remove_elements(|e| {
-            e.local() == "SharedFolder" && !new.iter().any(|f| Some(f.name.as_str()) == e.attr("name"))
+            e.local() == "SharedFolder"
+                && !new.iter().any(|f| Some(f.name.as_str()) == e.attr("name"))
         });
         for f in list.elements_mut().filter(|e| e.local() == "SharedFolder") {
             let Some(want) = new.iter().find(|n| Some(n.name.as_str()) == f.attr("name")) else {
@@ -949,11 +1084,17 @@ fn device_element(d: &AttachedDevice) -> Element {
     e
 }
 
-fn sync_storage(o: &mut Element, old: &[StorageController], new: &[StorageController], v: SettingsVersion) {
+fn sync_storage(
+    o: &mut Element,
+    old: &[StorageController],
+    new: &[StorageController],
+    v: SettingsVersion,
+) {
     let path = layout::storage(o, v);
     let sc = layout::get_or_create(o, path);
     sc.remove_elements(|e| {
-        e.local() == "StorageController" && !new.iter().any(|c| Some(c.name.as_str()) == e.attr("name"))
+        e.local() == "StorageController"
+            && !new.iter().any(|c| Some(c.name.as_str()) == e.attr("name"))
     });
     for c in new {
         let prev = old.iter().find(|x| x.name == c.name);
@@ -1009,19 +1150,17 @@ fn sync_storage(o: &mut Element, old: &[StorageController], new: &[StorageContro
                 && !c.devices.iter().any(|d| key(x) == Some((d.port, d.device)))
         });
         for d in &c.devices {
-            let was = prev.devices.iter().find(|x| x.port == d.port && x.device == d.device);
-            let same = |a: &AttachedDevice, b: &AttachedDevice| {
-                let mut a = a.clone();
-                a.pos = b.pos;
-                a == *b
-            };
+            let was = prev
+                .devices
+                .iter()
+                .find(|x| x.port == d.port && x.device == d.device);
+            let same = |a: &AttachedDevice, b: &AttachedDevice| a == b;
             match was {
                 Some(w) if same(w, d) => {}
                 Some(w) if w.kind == d.kind => {
-                    let Some(x) = e
-                        .elements_mut()
-                        .find(|x| x.local() == "AttachedDevice" && key(x) == Some((d.port, d.device)))
-                    else {
+                    let Some(x) = e.elements_mut().find(|x| {
+                        x.local() == "AttachedDevice" && key(x) == Some((d.port, d.device))
+                    }) else {
                         continue;
                     };
                     if w.passthrough != d.passthrough {
