@@ -447,6 +447,7 @@ fn build(
             &f.sha256[..16]
         ));
     }
+    steps.end_step();
     eprintln!(
         "kit: built {} in {:.1} s",
         kit.display(),

@@ -27,11 +27,19 @@ impl Steps {
         }
     }
 
-    /// Starts the next step.
+    /// Starts the next step (reporting how long the previous one took).
     pub fn step(&mut self, what: &str) {
+        self.end_step();
         self.n += 1;
         self.step_start = Instant::now();
         eprintln!("kit: [{}/{}] {what}", self.n, self.total);
+    }
+
+    /// Reports the duration of the current step, if one is running.
+    pub fn end_step(&self) {
+        if self.n > 0 {
+            eprintln!("kit:       step done in {:.1} s", self.step_secs());
+        }
     }
 
     /// Prints a detail line under the current step.
