@@ -36,6 +36,7 @@ impl From<Fault> for Stop {
 pub(crate) type R<T> = Result<T, Stop>;
 
 /// Exception vectors.
+#[allow(dead_code)]
 pub(crate) mod vec {
     pub const DE: u8 = 0;
     pub const DB: u8 = 1;
@@ -168,6 +169,9 @@ pub(crate) struct Cpu {
     pub exported: bool,
     /// Cached copies used to tell which caches an external state edit invalidates.
     pub seen_paging: (u64, u64, u64, u64),
+    /// The TSC value last handed out in `s.tsc`: only a changed value is applied back, so
+    /// time spent in the VMM between exits is not lost.
+    pub exported_tsc: Option<u64>,
 }
 
 impl Cpu {
@@ -208,6 +212,7 @@ impl Cpu {
             nmi_pending: false,
             exported: false,
             seen_paging: (0, 0, 0, 0),
+            exported_tsc: None,
         };
         c.import_state();
         c
@@ -218,7 +223,9 @@ impl Cpu {
         self.lf.set_explicit(self.s.rflags);
         self.s.rflags = (self.s.rflags & !fl::ARITH) | 2;
         let tsc = self.s.tsc;
-        self.set_tsc(tsc);
+        if self.exported_tsc != Some(tsc) {
+            self.set_tsc(tsc);
+        }
         self.nmi_pending |= self.s.events.nmi_pending;
         self.update_mode();
         let p = (self.s.cr0, self.s.cr3, self.s.cr4, self.s.efer);
@@ -232,6 +239,7 @@ impl Cpu {
     pub(crate) fn export_state(&mut self) {
         self.s.rflags = (self.s.rflags & !fl::ARITH) | self.lf.get() | 2;
         self.s.tsc = self.read_tsc();
+        self.exported_tsc = Some(self.s.tsc);
         self.s.events.nmi_pending = self.nmi_pending;
     }
 
@@ -250,10 +258,9 @@ impl Cpu {
 
     /// Recompute the code size after CS, CR0 or EFER changed.
     pub(crate) fn update_mode(&mut self) {
-        let pe = self.s.cr0 & cr0::PE != 0;
         if self.s.efer & efer::LMA != 0 && self.s.cs.attr & Segment::L != 0 {
             self.bits = 64;
-        } else if self.s.cs.attr & Segment::DB != 0 && (pe || self.s.cs.attr & Segment::DB != 0) {
+        } else if self.s.cs.attr & Segment::DB != 0 {
             self.bits = 32;
         } else {
             self.bits = 16;

@@ -170,7 +170,7 @@ impl Lazy {
     pub fn pf(&self) -> bool {
         match self.op {
             Op::Explicit => self.res & fl::PF != 0,
-            _ => (self.res as u8).count_ones() % 2 == 0,
+            _ => (self.res as u8).count_ones().is_multiple_of(2),
         }
     }
 
@@ -220,7 +220,7 @@ impl Lazy {
 
 /// Parity of a byte, as PF reports it.
 pub(crate) fn parity(v: u64) -> bool {
-    (v as u8).count_ones() % 2 == 0
+    (v as u8).count_ones().is_multiple_of(2)
 }
 
 /// Flags of a result for which only ZF, SF and PF are meaningful (others given).
@@ -258,9 +258,11 @@ mod tests {
 
     #[test]
     fn sbb_with_borrow_all_ones() {
-        let mut l = Lazy::default();
         // 5 - 0xff - 1 (8-bit) = 5 with borrow.
-        l.cin = true;
+        let mut l = Lazy {
+            cin: true,
+            ..Lazy::default()
+        };
         l.set(Op::Sbb, 8, 5, 0xff, 5u64.wrapping_sub(0x100));
         assert!(l.cf());
     }

@@ -428,7 +428,7 @@ fn gen_input(rng: &mut Rng, snippet: &str, class: Class) -> [u64; WORDS] {
         }
         Class::Str => {
             // Mostly equal buffers so REPE runs for a while.
-            if rng.next() % 2 == 0 {
+            if rng.next().is_multiple_of(2) {
                 v[7] = v[5];
                 v[8] = v[6] ^ (1u64 << (rng.next() % 64));
             }

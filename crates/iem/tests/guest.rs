@@ -353,7 +353,7 @@ fn locked_add_is_atomic_across_vcpus() {
         let mem = mem.clone();
         threads.push(std::thread::spawn(move || {
             let mut v = iem::IemVcpu::from_state(id, mem, long_state(0x100000));
-            let mut s = v.state(sup::StateMask::ALL).unwrap().clone();
+            let mut s = *v.state(sup::StateMask::ALL).unwrap();
             s.gpr[0] = 1;
             *v.state(sup::StateMask::ALL).unwrap() = s;
             loop {
@@ -370,4 +370,45 @@ fn locked_add_is_atomic_across_vcpus() {
     }
     assert_eq!(mem.read_le::<8>(0x6000).unwrap(), 40000);
     assert_eq!(mem.read_le::<8>(0x6008).unwrap(), 40000);
+}
+
+#[test]
+fn engine_switch_mid_run_keeps_state() {
+    // Run part of a loop, move the vCPU state to a fresh interpreter vCPU (as hm does when
+    // switching engines), and finish there.
+    let mut m = Machine::long(
+        r#"
+        mov ecx, 100000
+        xor eax, eax
+        movq xmm3, rcx
+    1:  add rax, rcx
+        dec ecx
+        jnz 1b
+        movq rbx, xmm3
+        out 0xe9, eax
+        mov eax, ebx
+        out 0xe9, eax
+        hlt
+    "#,
+        0x100000,
+    );
+    m.vcpu.set_slice(5000);
+    assert_eq!(m.vcpu.run().unwrap(), VmExit::Recalled);
+    let s = m.vcpu.to_state();
+    assert_ne!(s.gpr[1], 0);
+    m.vcpu = iem::IemVcpu::from_state(0, m.mem.clone(), s);
+    assert_eq!(m.run(), VmExit::Hlt);
+    assert_eq!(m.port(0xe9), vec![(100000u64 * 100001 / 2) as u32, 100000]);
+}
+
+#[test]
+fn tsc_advances_across_state_round_trips() {
+    let mut m = Machine::long("rdtsc\nhlt\n", 0x100000);
+    let t0 = m.vcpu.state(sup::StateMask::ALL).unwrap().tsc;
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    assert_eq!(m.run(), VmExit::Hlt);
+    let s = m.state();
+    let t1 = (s.gpr[2] << 32) | (s.gpr[0] & 0xffff_ffff);
+    // 1 GHz default: at least 15 ms worth of ticks passed.
+    assert!(t1 - t0 >= 15_000_000, "tsc {t0} -> {t1}");
 }

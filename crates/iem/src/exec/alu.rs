@@ -387,10 +387,9 @@ pub(crate) fn bt(c: &mut Cpu, ins: &Instruction, mn: iced_x86::Mnemonic) -> R<()
             )
         }
     };
-    let cf;
-    if mn == M::Bt {
+    let cf = if mn == M::Bt {
         let v = c.read_loc(loc, size)?;
-        cf = (v >> bit) & 1 != 0;
+        (v >> bit) & 1 != 0
     } else {
         let f = move |v: u64| match mn {
             M::Bts => v | (1 << bit),
@@ -405,8 +404,8 @@ pub(crate) fn bt(c: &mut Cpu, ins: &Instruction, mn: iced_x86::Mnemonic) -> R<()
                 v
             }
         };
-        cf = (old >> bit) & 1 != 0;
-    }
+        (old >> bit) & 1 != 0
+    };
     let fl_ = c.rflags() & fl::ARITH;
     c.lf.set_explicit((fl_ & !fl::CF) | u64::from(cf));
     Ok(())

@@ -264,8 +264,8 @@ fn cmp_pred(a: f64, b: f64, p: u8) -> bool {
         2 => a <= b,
         3 => a.is_nan() || b.is_nan(),
         4 => a != b || a.is_nan() || b.is_nan(),
-        5 => !(a < b),
-        6 => !(a <= b),
+        5 => a.partial_cmp(&b).is_none_or(|o| o.is_ge()),
+        6 => a.partial_cmp(&b).is_none_or(|o| o.is_gt()),
         _ => !(a.is_nan() || b.is_nan()),
     }
 }

@@ -2,11 +2,11 @@
 //! TSC, HLT, CLI/STI, PUSHF/POPF, SWAPGS, LAR/LSL/VERR/VERW.
 
 use super::operand::mask;
-use crate::cpu::{fault, gp0, sr, ud, vec, Cpu, R};
+use crate::cpu::{gp0, sr, ud, vec, Cpu, R};
 use crate::flags::fl;
 use iced_x86::{Code, Instruction, OpKind};
 use sup::state::{cr0, efer};
-use sup::{Segment, VmExit};
+use sup::VmExit;
 
 fn need_cpl0(c: &Cpu) -> R<()> {
     if c.cpl() != 0 {
@@ -443,12 +443,4 @@ pub(crate) fn invlpg(c: &mut Cpu, ins: &Instruction) -> R<()> {
 /// Privileged no-ops (WBINVD, INVD).
 pub(crate) fn priv_nop(c: &mut Cpu) -> R<()> {
     need_cpl0(c)
-}
-
-/// Segment used by the unusable-SS check of 64-bit mode.
-pub(crate) fn _unused(_: Segment) {}
-
-/// #UD helper for reserved encodings.
-pub(crate) fn undefined() -> R<()> {
-    Err(fault(vec::UD, 0)).or(Err(ud()))
 }

@@ -784,7 +784,7 @@ mod tests {
             -2.5,
             1e300,
             -1e-300,
-            3.141592653589793,
+            std::f64::consts::PI,
             f64::INFINITY,
         ] {
             assert_eq!(f80_to_f64(&f64_to_f80(v)), v);
