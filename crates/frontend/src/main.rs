@@ -3,9 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod logging;
-mod media_cmds;
 mod run_cmd;
-mod tty;
 mod vbox_cmds;
 
 /// novabox: run VirtualBox machines on a small, memory-safe VMM.
@@ -26,9 +24,7 @@ enum Command {
     // Other command groups are flattened in here, one line each:
     #[command(flatten)]
     Vbox(vbox_cmds::VboxCommand),
-    /// Disk image tools (showmediuminfo, createmedium, clonemedium, modifymedium).
-    #[command(flatten)]
-    Media(media_cmds::MediaCommand),
+    // #[command(flatten)] Media(media_cmds::MediaCommand),
 }
 
 fn main() {
@@ -40,7 +36,6 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(*args),
         Command::Vbox(cmd) => vbox_cmds::run(cmd),
-        Command::Media(cmd) => media_cmds::run(cmd),
     };
     match result {
         Ok(code) => std::process::exit(code),
