@@ -412,3 +412,45 @@ fn tsc_advances_across_state_round_trips() {
     // 1 GHz default: at least 15 ms worth of ticks passed.
     assert!(t1 - t0 >= 15_000_000, "tsc {t0} -> {t1}");
 }
+
+#[test]
+fn bcd_known_answers() {
+    // Values from the SDM's descriptions of DAA/DAS/AAA/AAS/AAM/AAD.
+    let mut m = Machine::real(
+        r#"
+        mov al, 0x79
+        add al, 0x35
+        daa
+        out 0xe9, al       # 0x14
+        setc al
+        out 0xea, al       # CF=1
+        mov al, 0x35
+        sub al, 0x47
+        das
+        out 0xe9, al       # 0x88
+        setc al
+        out 0xea, al       # CF=1
+        mov ax, 0x0009
+        add al, 0x08
+        aaa
+        out 0xe9, ax       # 0x0107
+        mov ax, 0x0205
+        sub al, 0x08
+        aas
+        out 0xe9, ax       # 0x0107
+        mov al, 79
+        aam
+        out 0xe9, ax       # 0x0709
+        aad
+        out 0xe9, ax       # 0x004f
+        hlt
+    "#,
+        0x7c00,
+    );
+    assert_eq!(m.run(), VmExit::Hlt);
+    assert_eq!(
+        m.port(0xe9),
+        vec![0x14, 0x88, 0x0107, 0x0107, 0x0709, 0x004f]
+    );
+    assert_eq!(m.port(0xea), vec![1, 1]);
+}
