@@ -4,6 +4,7 @@ use clap::{Parser, Subcommand};
 
 mod logging;
 mod run_cmd;
+mod tty;
 mod vbox_cmds;
 
 /// novabox: run VirtualBox machines on a small, memory-safe VMM.

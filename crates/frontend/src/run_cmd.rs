@@ -1,7 +1,7 @@
 //! `novabox run`: boot a kernel directly, start firmware, or run a VirtualBox machine.
 
 use anyhow::{bail, Context};
-use glue::{Boot, EngineChoice, MachineConfig};
+use glue::{Boot, Console, EngineChoice, Machine, MachineConfig};
 use std::path::PathBuf;
 
 /// Options of `novabox run`.
@@ -59,16 +59,23 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
             }
         }
     };
-    let cfg = MachineConfig {
-        memory_mib: args.memory,
-        cpus: args.cpus,
-        engine: args.engine,
-        boot,
-        debugcon: args.debugcon,
-        rtc_utc: args.rtc_utc,
-        serial_stdio: true,
+    let mut cfg = MachineConfig::new(boot);
+    cfg.memory_mib = args.memory;
+    cfg.cpus = args.cpus;
+    cfg.engine = args.engine;
+    cfg.console = Console::Stdio;
+    cfg.rtc_utc = args.rtc_utc;
+    if args.debugcon {
+        cfg.debugcon = Some(Box::new(std::io::stderr()));
+    }
+    let mut machine = Machine::build(cfg)?;
+    eprintln!("novabox: engine: {}", machine.engine_reason());
+    let stop = machine.stop_handle();
+    ctrlc::set_handler(move || stop.power_off()).context("cannot install the Ctrl-C handler")?;
+    let reason = {
+        let _tty = crate::tty::RawGuard::new();
+        machine.run()?
     };
-    let reason = glue::run_machine(cfg)?;
     match reason {
         hm::StopReason::PowerOff => Ok(0),
         hm::StopReason::Reset => {
@@ -90,19 +97,29 @@ fn validate(a: &RunArgs) -> anyhow::Result<()> {
         bail!("--memory must be at least 1 MiB (got 0)");
     }
     if a.memory < 16 {
-        bail!("--memory {} MiB is too small for a PC (at least 16 MiB)", a.memory);
+        bail!(
+            "--memory {} MiB is too small for a PC (at least 16 MiB)",
+            a.memory
+        );
     }
     let host = host_memory_mib();
     if let Some(h) = host {
         if a.memory > h {
-            bail!("--memory {} MiB is more than this host has ({h} MiB)", a.memory);
+            bail!(
+                "--memory {} MiB is more than this host has ({h} MiB)",
+                a.memory
+            );
         }
     }
     if a.cpus == 0 {
         bail!("--cpus must be at least 1 (got 0)");
     }
     if a.cpus > glue::MAX_CPUS {
-        bail!("--cpus {} is more than novabox supports ({})", a.cpus, glue::MAX_CPUS);
+        bail!(
+            "--cpus {} is more than novabox supports ({})",
+            a.cpus,
+            glue::MAX_CPUS
+        );
     }
     Ok(())
 }
@@ -115,7 +132,8 @@ fn host_memory_mib() -> Option<u64> {
 }
 
 fn read_input(path: &std::path::Path, what: &str) -> anyhow::Result<Vec<u8>> {
-    let data = std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
+    let data =
+        std::fs::read(path).with_context(|| format!("cannot read {what} {}", path.display()))?;
     if data.is_empty() {
         bail!("{what} {} is empty", path.display());
     }

@@ -40,6 +40,31 @@ pub struct Engine {
     pub hypervisor: Arc<dyn sup::Hypervisor>,
     /// One line saying what was chosen and why.
     pub reason: String,
+    /// The CPUID leaves the engine can run (the policy starts from these).
+    pub base_cpuid: Vec<sup::CpuidEntry>,
+    /// Guest TSC frequency in kHz (0 when unknown).
+    pub tsc_khz: u32,
+}
+
+fn kvm_engine(k: sup::kvm::KvmHypervisor, reason: String) -> Result<Engine, EngineError> {
+    let base_cpuid = k
+        .supported_cpuid()
+        .map_err(|e| EngineError::KvmUnavailable(e.to_string()))?;
+    Ok(Engine {
+        hypervisor: Arc::new(k),
+        reason,
+        base_cpuid,
+        tsc_khz: 0,
+    })
+}
+
+fn interpreter_engine(reason: String) -> Engine {
+    Engine {
+        hypervisor: Arc::new(iem::Interpreter::new()),
+        reason,
+        base_cpuid: iem::default_cpuid(),
+        tsc_khz: (iem::DEFAULT_TSC_HZ / 1000) as u32,
+    }
 }
 
 /// Pick the engine.
@@ -48,31 +73,18 @@ pub fn choose(choice: EngineChoice) -> Result<Engine, EngineError> {
         EngineChoice::Kvm => {
             let kvm = sup::kvm::KvmHypervisor::new()
                 .map_err(|e| EngineError::KvmUnavailable(e.to_string()))?;
-            Ok(Engine {
-                hypervisor: Arc::new(kvm),
-                reason: "kvm (requested)".into(),
-            })
+            kvm_engine(kvm, "kvm (requested)".into())
         }
-        EngineChoice::Interpreter => Ok(Engine {
-            hypervisor: Arc::new(iem::Interpreter::new()),
-            reason: "interpreter (requested)".into(),
-        }),
+        EngineChoice::Interpreter => Ok(interpreter_engine("interpreter (requested)".into())),
         EngineChoice::Auto => {
             if !sup::host_has_hw_virt() {
-                return Ok(Engine {
-                    hypervisor: Arc::new(iem::Interpreter::new()),
-                    reason: "interpreter (the host CPU has no VT-x/AMD-V)".into(),
-                });
+                return Ok(interpreter_engine(
+                    "interpreter (the host CPU has no VT-x/AMD-V)".into(),
+                ));
             }
             match sup::kvm::KvmHypervisor::new() {
-                Ok(k) => Ok(Engine {
-                    hypervisor: Arc::new(k),
-                    reason: "kvm (hardware virtualisation available)".into(),
-                }),
-                Err(e) => Ok(Engine {
-                    hypervisor: Arc::new(iem::Interpreter::new()),
-                    reason: format!("interpreter (KVM unusable: {e})"),
-                }),
+                Ok(k) => kvm_engine(k, "kvm (hardware virtualisation available)".into()),
+                Err(e) => Ok(interpreter_engine(format!("interpreter (KVM unusable: {e})"))),
             }
         }
     }

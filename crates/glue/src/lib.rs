@@ -8,7 +8,7 @@ pub mod firmware;
 mod machine;
 
 pub use engine::EngineChoice;
-pub use machine::{run_machine, Boot, Machine, MachineConfig, MachineError};
+pub use machine::{run_machine, Boot, Console, Machine, MachineConfig, MachineError, StopHandle};
 
 /// The most vCPUs a machine may have (xAPIC IDs are 8 bits; the MADT lists each).
 pub const MAX_CPUS: u32 = 32;

@@ -7,7 +7,7 @@ use pgm::GuestMemory;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use sup::{IoDirection, Recall, StateMask, Vcpu, VcpuState, VmExit};
+use sup::{IoDirection, Recall, StateMask, Vcpu, VcpuState, Vm, VmExit};
 
 /// Why the VM stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +51,9 @@ pub struct ExecutionManager {
     stop: Mutex<Option<StopReason>>,
     stop_cv: Condvar,
     stopping: AtomicBool,
+    final_states: Mutex<Vec<Option<VcpuState>>>,
+    /// The VM, told when pgm's map changes (PAM), and the generation it last saw.
+    vm: Mutex<Option<(Arc<dyn Vm>, u64)>>,
 }
 
 /// How a vCPU starts.
@@ -85,7 +88,28 @@ impl ExecutionManager {
             stop: Mutex::new(None),
             stop_cv: Condvar::new(),
             stopping: AtomicBool::new(false),
+            final_states: Mutex::new(vec![None; cpu_count as usize]),
+            vm: Mutex::new(None),
         })
+    }
+
+    /// The VM whose memory slots must follow guest-physical map changes (PAM shadowing).
+    pub fn set_vm(&self, vm: Arc<dyn Vm>) {
+        *self.vm.lock() = Some((vm, self.memory.map_generation()));
+    }
+
+    /// Re-install the hypervisor's memory map if pgm's map changed since last time. Cheap
+    /// when nothing changed (one atomic load).
+    fn sync_memory_map(&self) -> Result<(), String> {
+        let now = self.memory.map_generation();
+        let mut g = self.vm.lock();
+        if let Some((vm, seen)) = g.as_mut() {
+            if *seen != now {
+                *seen = now;
+                vm.memory_changed().map_err(|e| e.to_string())?;
+            }
+        }
+        Ok(())
     }
 
     /// Something may be pending for `cpu`: wake it if halted, recall it if running.
@@ -153,7 +177,24 @@ impl ExecutionManager {
             .spawn(move || me.vcpu_thread(vcpu, start))
     }
 
+    /// The state each vCPU thread left its vCPU in when it ended (None: still running or
+    /// never started).
+    pub fn final_states(&self) -> Vec<Option<VcpuState>> {
+        self.final_states.lock().clone()
+    }
+
     fn vcpu_thread(self: Arc<Self>, mut vcpu: Box<dyn Vcpu>, start: Start) {
+        let id = vcpu.id();
+        self.vcpu_main(vcpu.as_mut(), start);
+        if let Ok(s) = vcpu.state(StateMask::ALL) {
+            if let Some(slot) = self.final_states.lock().get_mut(id as usize) {
+                *slot = Some(*s);
+            }
+        }
+        *self.cpus[id as usize].recall.lock() = None;
+    }
+
+    fn vcpu_main(&self, vcpu: &mut dyn Vcpu, start: Start) {
         let id = vcpu.id();
         *self.cpus[id as usize].recall.lock() = Some(vcpu.recall_handle());
         let mut start = start;
@@ -179,7 +220,7 @@ impl ExecutionManager {
                 }
             }
             vcpu.mark_dirty(StateMask::ALL);
-            match self.run_loop(vcpu.as_mut()) {
+            match self.run_loop(vcpu) {
                 LoopEnd::Stop => return,
                 LoopEnd::Init => start = Start::WaitForSipi,
             }
@@ -229,7 +270,14 @@ impl ExecutionManager {
                     size,
                     count,
                     dir,
-                } => self.port_io(vcpu, port, size, count, dir),
+                } => {
+                    self.port_io(vcpu, port, size, count, dir);
+                    // A port write may have changed the memory map (i440FX PAM registers).
+                    if let Err(e) = self.sync_memory_map() {
+                        self.fail(vcpu, e);
+                        return LoopEnd::Stop;
+                    }
+                }
                 VmExit::Mmio { gpa, len, write } => self.mmio(vcpu, gpa, len, write),
                 VmExit::Hlt => self.halt(vcpu),
                 VmExit::InterruptWindow | VmExit::Recalled => {}
