@@ -3,6 +3,7 @@
 use clap::{Parser, Subcommand};
 
 mod logging;
+mod media_cmds;
 mod run_cmd;
 mod tty;
 mod vbox_cmds;
@@ -25,7 +26,9 @@ enum Command {
     // Other command groups are flattened in here, one line each:
     #[command(flatten)]
     Vbox(vbox_cmds::VboxCommand),
-    // #[command(flatten)] Media(media_cmds::MediaCommand),
+    /// Disk image tools (showmediuminfo, createmedium, clonemedium, modifymedium).
+    #[command(flatten)]
+    Media(media_cmds::MediaCommand),
 }
 
 fn main() {
@@ -37,6 +40,7 @@ fn main() {
     let result = match cli.command {
         Command::Run(args) => run_cmd::run(*args),
         Command::Vbox(cmd) => vbox_cmds::run(cmd),
+        Command::Media(cmd) => media_cmds::run(cmd),
     };
     match result {
         Ok(code) => std::process::exit(code),

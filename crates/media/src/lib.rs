@@ -11,11 +11,13 @@
 //! image that failed validation.
 
 pub mod bytes;
+pub mod convert;
 pub mod create;
 pub mod disk;
 pub mod error;
 pub mod layer;
 pub mod medium;
+pub mod modify;
 pub mod open;
 pub mod raw;
 pub mod storage;
@@ -24,11 +26,13 @@ pub mod vdi;
 pub mod vhd;
 pub mod vmdk;
 
+pub use convert::clone_medium;
 pub use create::{create, CreateOptions};
 pub use disk::Disk;
 pub use error::{MediaError, Result};
 pub use layer::{Extent, Format, Layer, LayerInfo, ParentRef, Variant};
 pub use medium::{Allocation, Medium};
+pub use modify::{compact, resize};
 pub use open::{detect, open, open_layer, OpenOptions, ParentResolver, Registry};
 pub use storage::{FileStorage, LockMode, MemStorage, Storage};
 pub use uuid::Uuid;

@@ -141,7 +141,7 @@ impl Medium {
         if ext == Extent::Data && run >= unit_len {
             return top.write(pos, data);
         }
-        let all_zero = data.iter().all(|&b| b == 0);
+        let all_zero = crate::convert::is_zero(data);
         if whole {
             // A zero write to a block that already reads as zeros allocates nothing
             // (VirtualBox does the same), which keeps clones sparse.

@@ -168,11 +168,10 @@ fn canonical(p: &Path) -> PathBuf {
 
 /// Built-in parent search: hints, then a UUID scan of nearby directories.
 fn builtin_candidates(child: &LayerInfo, parent: &ParentRef) -> Vec<PathBuf> {
-    let dir = child
-        .path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let dir = match child.path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
     let mut out: Vec<PathBuf> = parent
         .hints
         .iter()

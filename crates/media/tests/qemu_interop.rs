@@ -16,7 +16,14 @@ fn p(dir: &Path, name: &str) -> PathBuf {
 
 /// Write the same scattered pattern through qemu-io.
 fn scatter_qemu(fmt: &str, img: &Path, size: u64) {
-    let spots = [0, 512 * 3, MIB - 512, MIB + 4096, size / 2 + 12345 * 512 % MIB, size - 4096];
+    let spots = [
+        0,
+        512 * 3,
+        MIB - 512,
+        MIB + 4096,
+        size / 2 + 12345 * 512 % MIB,
+        size - 4096,
+    ];
     for (i, &o) in spots.iter().enumerate() {
         let o = o / 512 * 512;
         let len = 4096.min(size - o);
@@ -51,8 +58,18 @@ fn qemu_made_images_read_identically() {
     check_qemu_made("vdi", &["static=on"], 5 * MIB, "f.vdi");
     check_qemu_made("vmdk", &[], 9 * MIB, "s.vmdk");
     check_qemu_made("vmdk", &["subformat=monolithicFlat"], 5 * MIB, "flat.vmdk");
-    check_qemu_made("vmdk", &["subformat=twoGbMaxExtentSparse"], 2 * 1024 * MIB + 3 * MIB, "two.vmdk");
-    check_qemu_made("vmdk", &["subformat=twoGbMaxExtentFlat"], 2 * 1024 * MIB + 3 * MIB, "twof.vmdk");
+    check_qemu_made(
+        "vmdk",
+        &["subformat=twoGbMaxExtentSparse"],
+        2 * 1024 * MIB + 3 * MIB,
+        "two.vmdk",
+    );
+    check_qemu_made(
+        "vmdk",
+        &["subformat=twoGbMaxExtentFlat"],
+        2 * 1024 * MIB + 3 * MIB,
+        "twof.vmdk",
+    );
     check_qemu_made("vpc", &[], 10 * 1008 * 512 * 16, "d.vhd");
     check_qemu_made("vpc", &["subformat=fixed"], 8 * 1008 * 512 * 16, "f.vhd");
     check_qemu_made("raw", &[], 3 * MIB + 512, "r.img");
@@ -78,7 +95,17 @@ fn qemu_stream_optimized_reads_identically_and_is_read_only() {
     let img = p(dir.path(), "s.vmdk");
     run(
         "qemu-img",
-        &["convert", "-f", "raw", "-O", "vmdk", "-o", "subformat=streamOptimized", src.to_str().unwrap(), img.to_str().unwrap()],
+        &[
+            "convert",
+            "-f",
+            "raw",
+            "-O",
+            "vmdk",
+            "-o",
+            "subformat=streamOptimized",
+            src.to_str().unwrap(),
+            img.to_str().unwrap(),
+        ],
     );
     assert_same_as_raw(&img, &src);
     let e = media::open(&img, &OpenOptions::read_write()).unwrap_err();
@@ -95,12 +122,48 @@ fn qemu_vmdk_backing_chain_of_three() {
     let mid = p(dir.path(), "mid.vmdk");
     let top = p(dir.path(), "top.vmdk");
     let size = 6 * MIB;
-    run("qemu-img", &["create", "-q", "-f", "vmdk", base.to_str().unwrap(), &size.to_string()]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            base.to_str().unwrap(),
+            &size.to_string(),
+        ],
+    );
     qemu_write("vmdk", &base, 0xAA, 0, 3 * MIB);
-    run("qemu-img", &["create", "-q", "-f", "vmdk", "-b", "base.vmdk", "-F", "vmdk", mid.to_str().unwrap()]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-b",
+            "base.vmdk",
+            "-F",
+            "vmdk",
+            mid.to_str().unwrap(),
+        ],
+    );
     qemu_write("vmdk", &mid, 0xBB, MIB, 512);
     qemu_write("vmdk", &mid, 0xBC, 4 * MIB, 70000);
-    run("qemu-img", &["create", "-q", "-f", "vmdk", "-b", "mid.vmdk", "-F", "vmdk", top.to_str().unwrap()]);
+    run(
+        "qemu-img",
+        &[
+            "create",
+            "-q",
+            "-f",
+            "vmdk",
+            "-b",
+            "mid.vmdk",
+            "-F",
+            "vmdk",
+            top.to_str().unwrap(),
+        ],
+    );
     qemu_write("vmdk", &top, 0xCC, MIB + 256 * 512, 4096);
     qemu_write("vmdk", &top, 0xCD, 5 * MIB, 4096);
     let raw = p(dir.path(), "ref.raw");
@@ -167,7 +230,15 @@ fn novabox_written_passes_qemu(format: Format, fixed: bool, qfmt: &str, name: &s
     }
     let (ok, out) = try_run(
         "qemu-img",
-        &["compare", "-f", qfmt, "-F", "raw", img.to_str().unwrap(), expected.to_str().unwrap()],
+        &[
+            "compare",
+            "-f",
+            qfmt,
+            "-F",
+            "raw",
+            img.to_str().unwrap(),
+            expected.to_str().unwrap(),
+        ],
     );
     assert!(ok, "qemu-img compare {name}: {out}");
     // And our own reopen agrees.
@@ -184,7 +255,13 @@ fn novabox_written_images_pass_qemu_check_and_compare() {
     novabox_written_passes_qemu(Format::Vmdk, false, "vmdk", "n.vmdk", 9 * MIB);
     novabox_written_passes_qemu(Format::Vmdk, true, "vmdk", "nf.vmdk", 5 * MIB);
     // CHS-exact sizes so QEMU (which sizes "vbox" VHDs by geometry) sees the same size.
-    novabox_written_passes_qemu(Format::Vhd, false, "vpc", "n.vhd", 12 * 16 * 63 * 512 * 17 / 17);
+    novabox_written_passes_qemu(
+        Format::Vhd,
+        false,
+        "vpc",
+        "n.vhd",
+        12 * 16 * 63 * 512 * 17 / 17,
+    );
     novabox_written_passes_qemu(Format::Vhd, true, "vpc", "nf.vhd", 9 * 16 * 63 * 512);
     novabox_written_passes_qemu(Format::Raw, false, "raw", "n.img", 7 * MIB);
 }
@@ -197,7 +274,11 @@ fn novabox_writes_into_qemu_made_images() {
     for (fmt, name, opts) in [
         ("vdi", "q.vdi", vec![]),
         ("vmdk", "q.vmdk", vec![]),
-        ("vmdk", "q2.vmdk", vec!["-o", "subformat=twoGbMaxExtentSparse"]),
+        (
+            "vmdk",
+            "q2.vmdk",
+            vec!["-o", "subformat=twoGbMaxExtentSparse"],
+        ),
         ("vpc", "q.vhd", vec![]),
     ] {
         let dir = tempfile::tempdir().unwrap();
@@ -222,7 +303,15 @@ fn novabox_writes_into_qemu_made_images() {
         }
         let (ok, out) = try_run(
             "qemu-img",
-            &["compare", "-f", fmt, "-F", "raw", img.to_str().unwrap(), expected.to_str().unwrap()],
+            &[
+                "compare",
+                "-f",
+                fmt,
+                "-F",
+                "raw",
+                img.to_str().unwrap(),
+                expected.to_str().unwrap(),
+            ],
         );
         assert!(ok, "qemu-img compare {name}: {out}");
     }

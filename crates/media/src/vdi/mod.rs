@@ -10,6 +10,7 @@
 //! blocks sharing one.
 
 pub mod header;
+pub mod modify;
 
 use std::collections::BTreeSet;
 
@@ -154,6 +155,12 @@ impl VdiLayer {
     /// The block map.
     pub fn block_map(&self) -> &[u32] {
         &self.map
+    }
+
+    /// Read a whole data slot (extra + data) for offline maintenance.
+    pub fn read_slot(&self, slot: u32, buf: &mut [u8]) -> Result<()> {
+        let off = self.slot_offset(slot) - u64::from(self.hdr.block_extra);
+        self.storage.read_at(buf, off)
     }
 
     fn block_size(&self) -> u64 {

@@ -6,7 +6,13 @@ use std::process::Command;
 
 /// Whether qemu-img and qemu-io are installed; says so loudly when they are not.
 pub fn qemu_available() -> bool {
-    let ok = |c: &str| Command::new(c).arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    let ok = |c: &str| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false)
+    };
     let have = ok("qemu-img") && ok("qemu-io");
     if !have {
         eprintln!("\n!!!!!!!! qemu-img/qemu-io NOT FOUND: the QEMU cross-check is SKIPPED (apt-get install qemu-utils) !!!!!!!!\n");
@@ -31,7 +37,11 @@ pub fn try_run(cmd: &str, args: &[&str]) -> (bool, String) {
     let out = Command::new(cmd).args(args).output().expect("spawn");
     (
         out.status.success(),
-        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
     )
 }
 
@@ -39,19 +49,37 @@ pub fn try_run(cmd: &str, args: &[&str]) -> (bool, String) {
 pub fn qemu_write(fmt: &str, img: &Path, pat: u8, off: u64, len: u64) {
     run(
         "qemu-io",
-        &["-f", fmt, "-c", &format!("write -P {pat} {off} {len}"), img.to_str().unwrap()],
+        &[
+            "-f",
+            fmt,
+            "-c",
+            &format!("write -P {pat} {off} {len}"),
+            img.to_str().unwrap(),
+        ],
     );
 }
 
 /// qemu's view of an image as a raw file.
 pub fn qemu_to_raw(fmt: &str, img: &Path, out: &Path) {
-    run("qemu-img", &["convert", "-f", fmt, "-O", "raw", img.to_str().unwrap(), out.to_str().unwrap()]);
+    run(
+        "qemu-img",
+        &[
+            "convert",
+            "-f",
+            fmt,
+            "-O",
+            "raw",
+            img.to_str().unwrap(),
+            out.to_str().unwrap(),
+        ],
+    );
 }
 
 /// Compare our read of `img` against a raw file, chunk by chunk.
 pub fn assert_same_as_raw(img: &Path, raw: &Path) {
     use media::Disk;
-    let mut m = media::open(img, &media::OpenOptions::read_only()).unwrap_or_else(|e| panic!("open {}: {e}", img.display()));
+    let mut m = media::open(img, &media::OpenOptions::read_only())
+        .unwrap_or_else(|e| panic!("open {}: {e}", img.display()));
     let expect = std::fs::read(raw).unwrap();
     assert_eq!(m.size(), expect.len() as u64, "size of {}", img.display());
     let chunk = 3 << 20; // not a multiple of any block size on purpose
@@ -62,7 +90,13 @@ pub fn assert_same_as_raw(img: &Path, raw: &Path) {
         m.read_at(&mut buf[..n], off as u64).unwrap();
         if buf[..n] != expect[off..off + n] {
             let i = (0..n).find(|&i| buf[i] != expect[off + i]).unwrap();
-            panic!("{}: byte {} differs: ours {:#x} qemu {:#x}", img.display(), off + i, buf[i], expect[off + i]);
+            panic!(
+                "{}: byte {} differs: ours {:#x} qemu {:#x}",
+                img.display(),
+                off + i,
+                buf[i],
+                expect[off + i]
+            );
         }
         off += n;
     }
