@@ -111,7 +111,13 @@ impl MachineFile {
     /// applies, line and column.
     pub fn load(path: &Path) -> Result<MachineFile> {
         let bytes = read_file(path)?;
-        Self::from_bytes(path, &bytes).map_err(|e| e.in_file(path))
+        let mut f = Self::from_bytes(path, &bytes).map_err(|e| e.in_file(path))?;
+        // Relative paths inside resolve against the machine folder, so keep
+        // an absolute path to it (messages still name the file as given).
+        if let Ok(abs) = std::path::absolute(path) {
+            f.path = abs;
+        }
+        Ok(f)
     }
 
     /// Parse from memory (`path` is only used to resolve relative paths and

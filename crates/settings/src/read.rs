@@ -462,11 +462,11 @@ pub fn read_hardware(owner: &Element, v: SettingsVersion) -> Result<Hardware> {
         |name: &str, default: bool| get_bool(x86.and_then(|c| c.child(name)), "enabled", default);
     let count = if v.minor < 5 {
         match cpu_el.and_then(|c| c.child("CPUCount")) {
-            Some(c) => get_uint(Some(c), &["count"], 1..=1024, 1)?,
-            None => get_uint(cpu_el, &["count"], 1..=1024, 1)?,
+            Some(c) => get_uint(Some(c), &["count"], 1..=64, 1)?,
+            None => get_uint(cpu_el, &["count"], 1..=64, 1)?,
         }
     } else {
-        get_uint(cpu_el, &["count"], 1..=1024, 1)?
+        get_uint(cpu_el, &["count"], 1..=64, 1)?
     };
     let mut cpuid_leaves = Vec::new();
     if let Some(tree) = x86.and_then(|c| c.child("CpuIdTree")) {
