@@ -889,6 +889,8 @@ fn read_network(hw: Option<&Element>, v: SettingsVersion) -> Result<Vec<NetworkA
             nat_rules,
         });
     }
+    // Slots are identities, file order is not significant.
+    out.sort_by_key(|a| a.slot);
     Ok(out)
 }
 
@@ -927,6 +929,7 @@ fn read_serial(hw: Option<&Element>) -> Result<Vec<SerialPort>> {
             uart_type: get_enum(Some(p), &["uartType"], UartType::U16550A)?,
         });
     }
+    out.sort_by_key(|p| p.slot);
     Ok(out)
 }
 
@@ -952,6 +955,7 @@ fn read_parallel(hw: Option<&Element>) -> Result<Vec<ParallelPort>> {
             path: get_str(Some(p), "path"),
         });
     }
+    out.sort_by_key(|p| p.slot);
     Ok(out)
 }
 

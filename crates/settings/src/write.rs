@@ -241,6 +241,26 @@ fn sync_machine(m: &mut Element, old: &Machine, new: &Machine, v: SettingsVersio
         );
     }
     sync_hardware(m, &old.hardware, &new.hardware, v);
+    // Snapshots: normally unchanged, but a raised version changes the
+    // defaults their absent attributes stand for, so they are synced too.
+    if let (Some(os), Some(ns)) = (&old.snapshot, &new.snapshot) {
+        if let Some(el) = m.child_mut("Snapshot") {
+            sync_snapshot(el, os, ns, v);
+        }
+    }
+}
+
+fn sync_snapshot(el: &mut Element, old: &Snapshot, new: &Snapshot, v: SettingsVersion) {
+    if old == new {
+        return;
+    }
+    sync_hardware(el, &old.hardware, &new.hardware, v);
+    if let Some(list) = el.child_mut("Snapshots") {
+        let children = list.elements_mut().filter(|e| e.local() == "Snapshot");
+        for ((c, o), n) in children.zip(old.children.iter()).zip(new.children.iter()) {
+            sync_snapshot(c, o, n, v);
+        }
+    }
 }
 
 fn sync_extra_data(m: &mut Element, old: &[(String, String)], new: &[(String, String)]) {
@@ -1057,11 +1077,11 @@ fn sync_shared_folders(o: &mut Element, old: &[SharedFolder], new: &[SharedFolde
 
 fn device_element(d: &AttachedDevice) -> Element {
     let mut e = Element::new("AttachedDevice");
-    if d.kind == DeviceType::Dvd {
+    if d.kind == DeviceType::Dvd || d.passthrough {
         e.set_attr("passthrough", bool_str(d.passthrough));
-        if d.temp_eject {
-            e.set_attr("tempeject", "true");
-        }
+    }
+    if d.temp_eject {
+        e.set_attr("tempeject", "true");
     }
     if d.non_rotational {
         e.set_attr("nonrotational", "true");
