@@ -7,7 +7,10 @@ use std::process::Command;
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let root = crate::repo_root();
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let st = Command::new(&cargo).args(["xtask", "kit"]).current_dir(&root).status()?;
+    let st = Command::new(&cargo)
+        .args(["xtask", "kit"])
+        .current_dir(&root)
+        .status()?;
     anyhow::ensure!(st.success(), "building the guest kit failed");
     let kit = std::env::var_os("NOVABOX_KIT_DIR")
         .map(std::path::PathBuf::from)
@@ -18,7 +21,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .arg(kit.join("vmlinuz"))
         .arg("--initrd")
         .arg(kit.join("initramfs.cpio.gz"))
-        .args(["--memory", "512", "--cmdline", "console=ttyS0 quiet novabox.shell=1"])
+        .args([
+            "--memory",
+            "512",
+            "--cmdline",
+            "console=ttyS0 quiet novabox.shell=1",
+        ])
         .args(args)
         .current_dir(&root);
     let st = cmd.status()?;

@@ -24,16 +24,29 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "host packages (scripts/setup-host.sh)",
         Command::new("bash").arg(root.join("scripts/setup-host.sh")),
     )?;
-    step("guest kit (cargo xtask kit)", cargo().args(["xtask", "kit"]).current_dir(&root))?;
+    step(
+        "guest kit (cargo xtask kit)",
+        cargo().args(["xtask", "kit"]).current_dir(&root),
+    )?;
     step(
         "format check",
-        cargo().args(["fmt", "--all", "--", "--check"]).current_dir(&root),
+        cargo()
+            .args(["fmt", "--all", "--", "--check"])
+            .current_dir(&root),
     )?;
     if !quick {
         step(
             "clippy",
             cargo()
-                .args(["clippy", "--workspace", "--all-targets", "--release", "--", "-D", "warnings"])
+                .args([
+                    "clippy",
+                    "--workspace",
+                    "--all-targets",
+                    "--release",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
                 .current_dir(&root),
         )?;
     }

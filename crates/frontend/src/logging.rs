@@ -20,7 +20,8 @@ pub fn init(file: Option<&Path>) -> anyhow::Result<()> {
                 .append(true)
                 .open(p)
                 .with_context(|| format!("cannot open log file {}", p.display()))?;
-            let filter = EnvFilter::try_from_env("NOVABOX_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+            let filter =
+                EnvFilter::try_from_env("NOVABOX_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
             Some(
                 fmt::layer()
                     .with_writer(std::sync::Mutex::new(f))

@@ -21,7 +21,9 @@ impl std::str::FromStr for EngineChoice {
             "auto" => Ok(Self::Auto),
             "kvm" => Ok(Self::Kvm),
             "interpreter" | "iem" => Ok(Self::Interpreter),
-            _ => Err(format!("unknown engine \"{s}\" (expected auto, kvm or interpreter)")),
+            _ => Err(format!(
+                "unknown engine \"{s}\" (expected auto, kvm or interpreter)"
+            )),
         }
     }
 }
@@ -84,7 +86,9 @@ pub fn choose(choice: EngineChoice) -> Result<Engine, EngineError> {
             }
             match sup::kvm::KvmHypervisor::new() {
                 Ok(k) => kvm_engine(k, "kvm (hardware virtualisation available)".into()),
-                Err(e) => Ok(interpreter_engine(format!("interpreter (KVM unusable: {e})"))),
+                Err(e) => Ok(interpreter_engine(format!(
+                    "interpreter (KVM unusable: {e})"
+                ))),
             }
         }
     }

@@ -41,7 +41,7 @@ pub fn find_seabios() -> Result<PathBuf, FirmwareNotFound> {
 /// Check a firmware image: a size the PC ROM window accepts.
 pub fn check_image(image: &[u8]) -> Result<(), String> {
     let len = image.len();
-    if len < 0x1_0000 || len > 0x100_0000 || len % 0x1000 != 0 {
+    if !(0x1_0000..=0x100_0000).contains(&len) || !len.is_multiple_of(0x1000) {
         return Err(format!(
             "firmware image is {len} bytes; expected a multiple of 4 KiB between 64 KiB and 16 MiB"
         ));

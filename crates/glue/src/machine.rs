@@ -196,7 +196,13 @@ impl Machine {
 
         // Interrupt fabric and the execution manager.
         let chip = IrqChip::new(cfg.cpus, clock.clone(), &timers);
-        let exec = ExecutionManager::new(memory.clone(), pio.clone(), mmio.clone(), chip.clone(), cfg.cpus);
+        let exec = ExecutionManager::new(
+            memory.clone(),
+            pio.clone(),
+            mmio.clone(),
+            chip.clone(),
+            cfg.cpus,
+        );
         chip.attach(&exec);
         let sink: Arc<dyn IrqSink> = chip.clone();
         let line = |gsi: u32| IrqLine::new(sink.clone(), gsi);
@@ -213,7 +219,12 @@ impl Machine {
         pio.insert(0x61, 1, "port-b", pit).map_err(dev_err)?;
 
         let utc_offset = if cfg.rtc_utc { 0 } else { local_utc_offset() };
-        let rtc = Rtc::new_shared(clock.clone(), line(8), &timers, rtc::host_seconds(utc_offset));
+        let rtc = Rtc::new_shared(
+            clock.clone(),
+            line(8),
+            &timers,
+            rtc::host_seconds(utc_offset),
+        );
         {
             let mut r = rtc.lock();
             let l = memory.layout();
@@ -229,10 +240,12 @@ impl Machine {
             Console::None => (false, Box::new(std::io::sink())),
         };
         let serial = Arc::new(Mutex::new(Serial::new(line(4), sink_out)));
-        pio.insert(0x3f8, 8, "com1", serial.clone()).map_err(dev_err)?;
+        pio.insert(0x3f8, 8, "com1", serial.clone())
+            .map_err(dev_err)?;
 
         let e = exec.clone();
-        let reset: devices::i8042::ResetCallback = Arc::new(move || e.request_stop(StopReason::Reset));
+        let reset: devices::i8042::ResetCallback =
+            Arc::new(move || e.request_stop(StopReason::Reset));
         let mut kbc = I8042::new(line(1), line(12));
         kbc.set_reset_callback(reset.clone());
         let mut p92 = Port92::new(kbc.a20_gate());
@@ -240,17 +253,25 @@ impl Machine {
         let kbc = Arc::new(Mutex::new(kbc));
         pio.insert(0x60, 1, "i8042", kbc.clone()).map_err(dev_err)?;
         pio.insert(0x64, 1, "i8042", kbc).map_err(dev_err)?;
-        pio.insert(0x92, 1, "port92", shared(p92)).map_err(dev_err)?;
+        pio.insert(0x92, 1, "port92", shared(p92))
+            .map_err(dev_err)?;
 
-        pio.insert(0x80, 1, "post", shared(PostCode::new())).map_err(dev_err)?;
+        pio.insert(0x80, 1, "post", shared(PostCode::new()))
+            .map_err(dev_err)?;
         let dbg = match cfg.debugcon {
             Some(w) => DebugCon::new(w),
             None => DebugCon::discard(),
         };
-        pio.insert(0x402, 1, "debugcon", shared(dbg)).map_err(dev_err)?;
+        pio.insert(0x402, 1, "debugcon", shared(dbg))
+            .map_err(dev_err)?;
         if let Some(port) = cfg.exit_port {
-            pio.insert(u64::from(port), 1, "test-exit", shared(ExitPort(exec.clone())))
-                .map_err(dev_err)?;
+            pio.insert(
+                u64::from(port),
+                1,
+                "test-exit",
+                shared(ExitPort(exec.clone())),
+            )
+            .map_err(dev_err)?;
         }
 
         // PCI.
@@ -258,8 +279,11 @@ impl Machine {
         let e = exec.clone();
         pci.set_reset_callback(Arc::new(move || e.request_stop(StopReason::Reset)));
         let router = PciIntxRouter::new(sink.clone());
-        pci.add_function(PciAddress::new(0, 0), Arc::new(Mutex::new(I440fx::new(memory.clone()))))
-            .map_err(dev_err)?;
+        pci.add_function(
+            PciAddress::new(0, 0),
+            Arc::new(Mutex::new(I440fx::new(memory.clone()))),
+        )
+        .map_err(dev_err)?;
         let mut isa = Piix3Isa::new(router.clone(), true);
         let pirqs = AcpiConfig::default().pirq_irqs;
         if !matches!(cfg.boot, Boot::Firmware { .. }) {
@@ -315,13 +339,33 @@ impl Machine {
                 let top = 0x1_0000_0000 - image.len() as u64;
                 memory.load_image(top, &image)?;
                 let mut fw = FwCfg::new(memory.clone());
-                fw.add_item(devices::fw_cfg::FW_CFG_NB_CPUS, (cfg.cpus as u16).to_le_bytes().to_vec()).map_err(dev_err)?;
-                fw.add_item(devices::fw_cfg::FW_CFG_MAX_CPUS, (cfg.cpus as u16).to_le_bytes().to_vec()).map_err(dev_err)?;
+                fw.add_item(
+                    devices::fw_cfg::FW_CFG_NB_CPUS,
+                    (cfg.cpus as u16).to_le_bytes().to_vec(),
+                )
+                .map_err(dev_err)?;
+                fw.add_item(
+                    devices::fw_cfg::FW_CFG_MAX_CPUS,
+                    (cfg.cpus as u16).to_le_bytes().to_vec(),
+                )
+                .map_err(dev_err)?;
                 let mut e820_ram = Vec::new();
-                e820_ram.extend(e820::E820Entry { addr: 0, size: l.ram_below_4g(), kind: e820::E820_RAM }.to_bytes());
+                e820_ram.extend(
+                    e820::E820Entry {
+                        addr: 0,
+                        size: l.ram_below_4g(),
+                        kind: e820::E820_RAM,
+                    }
+                    .to_bytes(),
+                );
                 if l.ram_above_4g() > 0 {
                     e820_ram.extend(
-                        e820::E820Entry { addr: 1 << 32, size: l.ram_above_4g(), kind: e820::E820_RAM }.to_bytes(),
+                        e820::E820Entry {
+                            addr: 1 << 32,
+                            size: l.ram_above_4g(),
+                            kind: e820::E820_RAM,
+                        }
+                        .to_bytes(),
                     );
                 }
                 fw.add_file("etc/e820", e820_ram).map_err(dev_err)?;
@@ -330,7 +374,8 @@ impl Machine {
                 }
                 fw.add_file("bootorder", Vec::new()).map_err(dev_err)?;
                 let fw = Arc::new(Mutex::new(fw));
-                pio.insert(0x510, devices::fw_cfg::FW_CFG_PORTS, "fw_cfg", fw).map_err(dev_err)?;
+                pio.insert(0x510, devices::fw_cfg::FW_CFG_PORTS, "fw_cfg", fw)
+                    .map_err(dev_err)?;
                 VcpuState::reset()
             }
             Boot::Raw {
@@ -421,28 +466,33 @@ impl Machine {
 }
 
 /// Feed stdin to COM1, as fast as the UART's FIFO takes it.
-fn spawn_stdin_pump(serial: Arc<Mutex<Serial>>, exec: Arc<ExecutionManager>) -> std::io::Result<()> {
-    std::thread::Builder::new().name("console-in".into()).spawn(move || {
-        use std::io::Read;
-        let mut buf = [0u8; 256];
-        let mut stdin = std::io::stdin();
-        loop {
-            let n = match stdin.read(&mut buf) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
-            let mut off = 0;
-            while off < n {
-                if exec.stopping() {
-                    return;
-                }
-                off += serial.lock().receive(&buf[off..n]);
-                if off < n {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
+fn spawn_stdin_pump(
+    serial: Arc<Mutex<Serial>>,
+    exec: Arc<ExecutionManager>,
+) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("console-in".into())
+        .spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 256];
+            let mut stdin = std::io::stdin();
+            loop {
+                let n = match stdin.read(&mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(n) => n,
+                };
+                let mut off = 0;
+                while off < n {
+                    if exec.stopping() {
+                        return;
+                    }
+                    off += serial.lock().receive(&buf[off..n]);
+                    if off < n {
+                        std::thread::sleep(std::time::Duration::from_millis(1));
+                    }
                 }
             }
-        }
-    })?;
+        })?;
     Ok(())
 }
 

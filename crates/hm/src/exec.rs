@@ -169,7 +169,11 @@ impl ExecutionManager {
     }
 
     /// Start a thread running `vcpu`.
-    pub fn spawn(self: &Arc<Self>, vcpu: Box<dyn Vcpu>, start: Start) -> std::io::Result<std::thread::JoinHandle<()>> {
+    pub fn spawn(
+        self: &Arc<Self>,
+        vcpu: Box<dyn Vcpu>,
+        start: Start,
+    ) -> std::io::Result<std::thread::JoinHandle<()>> {
         let me = self.clone();
         let id = vcpu.id();
         std::thread::Builder::new()
@@ -434,11 +438,41 @@ pub fn format_state(engine: &str, s: &VcpuState) -> String {
          rip={:016x} rflags={:08x}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}\n\
          gdtr={:016x}/{:04x} idtr={:016x}/{:04x}\n\
          cr0={:08x} cr2={:016x} cr3={:016x} cr4={:08x} efer={:x} apic_base={:x}",
-        g[0], g[3], g[1], g[2], g[6], g[7], g[5], g[4], g[8], g[9], g[10], g[11], g[12], g[13],
-        g[14], g[15], s.rip, s.rflags,
-        seg("cs", &s.cs), seg("ss", &s.ss), seg("ds", &s.ds), seg("es", &s.es),
-        seg("fs", &s.fs), seg("gs", &s.gs), seg("tr", &s.tr), seg("ldtr", &s.ldtr),
-        s.gdtr.base, s.gdtr.limit, s.idtr.base, s.idtr.limit,
-        s.cr0, s.cr2, s.cr3, s.cr4, s.efer, s.apic_base
+        g[0],
+        g[3],
+        g[1],
+        g[2],
+        g[6],
+        g[7],
+        g[5],
+        g[4],
+        g[8],
+        g[9],
+        g[10],
+        g[11],
+        g[12],
+        g[13],
+        g[14],
+        g[15],
+        s.rip,
+        s.rflags,
+        seg("cs", &s.cs),
+        seg("ss", &s.ss),
+        seg("ds", &s.ds),
+        seg("es", &s.es),
+        seg("fs", &s.fs),
+        seg("gs", &s.gs),
+        seg("tr", &s.tr),
+        seg("ldtr", &s.ldtr),
+        s.gdtr.base,
+        s.gdtr.limit,
+        s.idtr.base,
+        s.idtr.limit,
+        s.cr0,
+        s.cr2,
+        s.cr3,
+        s.cr4,
+        s.efer,
+        s.apic_base
     )
 }

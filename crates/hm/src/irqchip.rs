@@ -62,7 +62,10 @@ impl IrqChip {
             clock,
             exec: OnceLock::new(),
         });
-        let ioapic = Arc::new(Ioapic::new(cpu_count as u8, chip.clone() as Arc<dyn ApicBus>));
+        let ioapic = Arc::new(Ioapic::new(
+            cpu_count as u8,
+            chip.clone() as Arc<dyn ApicBus>,
+        ));
         let _ = chip.ioapic.set(ioapic);
         for i in 0..cpu_count {
             let weak = Arc::downgrade(&chip);
@@ -159,7 +162,8 @@ impl ApicBus for IrqChip {
                 }
             })
             .collect();
-        let chosen: Vec<u32> = if msg.delivery == DeliveryMode::LowestPriority && targets.len() > 1 {
+        let chosen: Vec<u32> = if msg.delivery == DeliveryMode::LowestPriority && targets.len() > 1
+        {
             targets
                 .iter()
                 .copied()

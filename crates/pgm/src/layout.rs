@@ -99,7 +99,7 @@ pub struct MemoryLayout {
 impl MemoryLayout {
     /// A PC layout with `ram` bytes of RAM (split around the PCI hole).
     pub fn pc(ram: u64) -> Result<Self> {
-        if ram < ONE_MIB || ram % PAGE_SIZE != 0 {
+        if ram < ONE_MIB || !ram.is_multiple_of(PAGE_SIZE) {
             return Err(PgmError::Layout(format!(
                 "RAM size {ram:#x} must be a page multiple of at least 1 MiB"
             )));
@@ -124,7 +124,7 @@ impl MemoryLayout {
     /// Add a ROM at `gpa`.
     pub fn with_rom(mut self, gpa: u64, size: u64) -> Result<Self> {
         let size = size.next_multiple_of(PAGE_SIZE);
-        if size == 0 || gpa % PAGE_SIZE != 0 {
+        if size == 0 || !gpa.is_multiple_of(PAGE_SIZE) {
             return Err(PgmError::Layout(format!(
                 "ROM at {gpa:#x} is empty or unaligned"
             )));
@@ -240,7 +240,7 @@ impl MemoryLayout {
     /// present: the top 128 KiB of the ROM that ends at 4 GiB.
     fn isa_bios_alias(&self, gpa: u64) -> Option<u64> {
         let fw = self.roms.iter().find(|r| r.gpa + r.size == FOUR_GIB)?;
-        if gpa < ISA_BIOS_START || gpa >= ONE_MIB {
+        if !(ISA_BIOS_START..ONE_MIB).contains(&gpa) {
             return None;
         }
         let from_top = ONE_MIB - gpa;

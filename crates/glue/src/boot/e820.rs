@@ -100,14 +100,21 @@ mod tests {
 
     #[test]
     fn map_covers_ram_without_overlap() {
-        let l = MemoryLayout::pc(256 << 20).unwrap().with_firmware(0x20000).unwrap();
+        let l = MemoryLayout::pc(256 << 20)
+            .unwrap()
+            .with_firmware(0x20000)
+            .unwrap();
         let m = pc_map(&l, Some(((256 << 20) - 0x10000, 0x10000)));
         let mut sorted = m.clone();
         sorted.sort_by_key(|e| e.addr);
         for w in sorted.windows(2) {
             assert!(w[0].addr + w[0].size <= w[1].addr, "{w:?}");
         }
-        let ram: u64 = m.iter().filter(|e| e.kind == E820_RAM).map(|e| e.size).sum();
+        let ram: u64 = m
+            .iter()
+            .filter(|e| e.kind == E820_RAM)
+            .map(|e| e.size)
+            .sum();
         assert_eq!(ram, 0x9_fc00 + (256 << 20) - 0x10_0000 - 0x10000);
     }
 }

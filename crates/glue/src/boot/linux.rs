@@ -125,14 +125,20 @@ impl SetupHeader {
             init_size: le32(k, 0x260),
         };
         if h.xloadflags & 1 == 0 {
-            return Err(LinuxBootError::NotBzImage("kernel has no 64-bit entry point"));
+            return Err(LinuxBootError::NotBzImage(
+                "kernel has no 64-bit entry point",
+            ));
         }
         Ok(h)
     }
 
     /// Offset of the protected-mode kernel in the file.
     pub fn kernel_offset(&self) -> usize {
-        let sects = if self.setup_sects == 0 { 4 } else { self.setup_sects };
+        let sects = if self.setup_sects == 0 {
+            4
+        } else {
+            self.setup_sects
+        };
         (usize::from(sects) + 1) * 512
     }
 }
@@ -143,7 +149,9 @@ pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxB
     let h = SetupHeader::parse(k)?;
     let koff = h.kernel_offset();
     if koff >= k.len() {
-        return Err(LinuxBootError::NotBzImage("setup sectors run past the end of the file"));
+        return Err(LinuxBootError::NotBzImage(
+            "setup sectors run past the end of the file",
+        ));
     }
     let payload = &k[koff..];
     let ram_top = mem.layout().ram_below_4g();
@@ -172,7 +180,11 @@ pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxB
     bp[0x224..0x226].copy_from_slice(&(0xe000u16 - 0x200).to_le_bytes());
 
     let cmd = img.cmdline.as_bytes();
-    let max_cmd = if h.cmdline_size == 0 { 255 } else { h.cmdline_size as usize };
+    let max_cmd = if h.cmdline_size == 0 {
+        255
+    } else {
+        h.cmdline_size as usize
+    };
     if cmd.len() > max_cmd {
         return Err(LinuxBootError::CmdlineTooLong {
             len: cmd.len(),
@@ -319,7 +331,10 @@ mod tests {
         mem.read(CMDLINE, &mut c).unwrap();
         assert_eq!(&c, b"console=ttyS0\0");
         // Page tables map 3 GiB + 2 MiB to itself.
-        assert_eq!(mem.read_le::<8>(PD + 3 * 0x1000 + 8).unwrap(), (3 << 30) | (2 << 20) | 0x83);
+        assert_eq!(
+            mem.read_le::<8>(PD + 3 * 0x1000 + 8).unwrap(),
+            (3 << 30) | (2 << 20) | 0x83
+        );
     }
 
     #[test]
