@@ -147,7 +147,7 @@ pub(crate) fn req_uuid(el: &Element, name: &str) -> Result<Uuid> {
 fn opt_uuid(el: &Element, name: &str) -> Result<Option<Uuid>> {
     match el.attr(name) {
         None => Ok(None),
-        Some(s) if s.is_empty() => Ok(None),
+        Some("") => Ok(None),
         Some(_) => req_uuid(el, name).map(Some),
     }
 }

@@ -299,7 +299,9 @@ fn medium_element(tag: &str, med: &Medium, disk: bool) -> Element {
 }
 
 fn sync_media(m: &mut Element, old: &MediaRegistry, new: &MediaRegistry) {
-    let lists: [(&str, &str, &[Medium], &[Medium], bool); 3] = [
+    // (list element, item element, old items, new items, hard disks?)
+    type MediaList<'a> = (&'a str, &'a str, &'a [Medium], &'a [Medium], bool);
+    let lists: [MediaList; 3] = [
         (
             "HardDisks",
             "HardDisk",
