@@ -83,6 +83,36 @@ pub struct MachineConfig {
     pub paravirt: ParavirtProvider,
     /// A port whose write powers the VM off (like QEMU's isa-debug-exit); for tests.
     pub exit_port: Option<u16>,
+    /// Storage controllers and their disks.
+    pub storage: crate::wiring_storage::Config,
+    /// Graphics adapter and remote display.
+    pub display: crate::wiring_display::Config,
+    /// VMMDev and the Guest Additions services.
+    pub guest_additions: crate::wiring_guest_additions::Config,
+}
+
+/// What a wiring module gets to plug devices into the machine.
+pub struct WiringContext<'a> {
+    /// The PCI bus (add functions here).
+    pub pci: &'a mut PciBus,
+    /// PCI INTx lines: `intx.intx_line(slot, pin)`.
+    pub intx: &'a Arc<PciIntxRouter>,
+    /// Port-I/O bus.
+    pub pio: &'a Arc<Bus>,
+    /// MMIO bus.
+    pub mmio: &'a Arc<Bus>,
+    /// Guest memory.
+    pub memory: &'a Arc<GuestMemory>,
+    /// ISA interrupt lines by GSI.
+    pub irq: &'a Arc<dyn IrqSink>,
+    /// The virtual clock.
+    pub clock: &'a Arc<VirtualClock>,
+    /// Timers.
+    pub timers: &'a Arc<TimerQueue>,
+    /// The execution manager (stop the VM, kick vCPUs).
+    pub exec: &'a Arc<ExecutionManager>,
+    /// fw_cfg files for the firmware (e.g. "bootorder", option ROMs); ignored on direct boot.
+    pub fw_files: &'a mut Vec<(String, Vec<u8>)>,
 }
 
 impl MachineConfig {
@@ -98,6 +128,9 @@ impl MachineConfig {
             rtc_utc: false,
             paravirt: ParavirtProvider::Minimal,
             exit_port: None,
+            storage: Default::default(),
+            display: Default::default(),
+            guest_additions: Default::default(),
         }
     }
 }
@@ -299,6 +332,24 @@ impl Machine {
             .map_err(dev_err)?;
         pci.add_function(PciAddress::new(7, 0), Arc::new(Mutex::new(pm)))
             .map_err(dev_err)?;
+        let mut fw_files: Vec<(String, Vec<u8>)> = Vec::new();
+        {
+            let mut ctx = WiringContext {
+                pci: &mut pci,
+                intx: &router,
+                pio: &pio,
+                mmio: &mmio,
+                memory: &memory,
+                irq: &sink,
+                clock: &clock,
+                timers: &timers,
+                exec: &exec,
+                fw_files: &mut fw_files,
+            };
+            crate::wiring_storage::attach(&cfg.storage, &mut ctx)?;
+            crate::wiring_display::attach(&cfg.display, &mut ctx)?;
+            crate::wiring_guest_additions::attach(&cfg.guest_additions, &mut ctx)?;
+        }
         pci.attach().map_err(dev_err)?;
 
         let acpi_cfg = AcpiConfig {
@@ -372,7 +423,12 @@ impl Machine {
                 for (name, data) in tables.fw_cfg_files() {
                     fw.add_file(&name, data).map_err(dev_err)?;
                 }
-                fw.add_file("bootorder", Vec::new()).map_err(dev_err)?;
+                if !fw_files.iter().any(|(n, _)| n == "bootorder") {
+                    fw.add_file("bootorder", Vec::new()).map_err(dev_err)?;
+                }
+                for (name, data) in fw_files {
+                    fw.add_file(&name, data).map_err(dev_err)?;
+                }
                 let fw = Arc::new(Mutex::new(fw));
                 pio.insert(0x510, devices::fw_cfg::FW_CFG_PORTS, "fw_cfg", fw)
                     .map_err(dev_err)?;
