@@ -33,12 +33,15 @@ enum Command {
 
 fn main() {
     let cli = Cli::parse();
-    if let Err(e) = logging::init(cli.log.as_deref()) {
-        eprintln!("novabox: {e:#}");
-        std::process::exit(1);
+    // `run` sets up its own log (a machine's goes next to it, as VirtualBox's VBox.log).
+    if !matches!(cli.command, Command::Run(_)) {
+        if let Err(e) = logging::init(cli.log.as_deref()) {
+            eprintln!("novabox: {e:#}");
+            std::process::exit(1);
+        }
     }
     let result = match cli.command {
-        Command::Run(args) => run_cmd::run(*args),
+        Command::Run(args) => run_cmd::run(*args, cli.log.as_deref()),
         Command::Vbox(cmd) => vbox_cmds::run(cmd),
         Command::Media(cmd) => media_cmds::run(cmd),
     };

@@ -7,6 +7,9 @@ use std::path::PathBuf;
 /// Options of `novabox run`.
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
+    /// A VirtualBox machine: a .vbox path, or the name or UUID of a registered machine.
+    #[arg(value_name = "VM", conflicts_with_all = ["kernel", "bios"])]
+    pub vm: Option<String>,
     /// A Linux bzImage to boot directly (64-bit boot protocol).
     #[arg(long, value_name = "FILE", conflicts_with = "bios")]
     pub kernel: Option<PathBuf>,
@@ -36,9 +39,13 @@ pub struct RunArgs {
     pub rtc_utc: bool,
 }
 
-/// Run a VM; returns the process exit code.
-pub fn run(args: RunArgs) -> anyhow::Result<i32> {
-    validate(&args)?;
+/// Run a VM; returns the process exit code. `log` is the --log option.
+pub fn run(args: RunArgs, log: Option<&std::path::Path>) -> anyhow::Result<i32> {
+    if let Some(vm) = args.vm.clone() {
+        return run_vbox(&vm, &args, log);
+    }
+    crate::logging::init(log)?;
+    validate_sizes(args.memory, args.cpus)?;
     let boot = match &args.kernel {
         Some(k) => Boot::Kernel {
             kernel: read_input(k, "kernel")?,
@@ -68,6 +75,11 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     if args.debugcon {
         cfg.debugcon = Some(Box::new(std::io::stderr()));
     }
+    run_to_end(cfg)
+}
+
+/// Build, run and report: the exit code for the stop reason.
+fn run_to_end(cfg: MachineConfig) -> anyhow::Result<i32> {
     let mut machine = Machine::build(cfg)?;
     eprintln!("novabox: engine: {}", machine.engine_reason());
     let stop = machine.stop_handle();
@@ -92,32 +104,112 @@ pub fn run(args: RunArgs) -> anyhow::Result<i32> {
     }
 }
 
-fn validate(a: &RunArgs) -> anyhow::Result<()> {
-    if a.memory == 0 {
-        bail!("--memory must be at least 1 MiB (got 0)");
+/// `novabox run VM`: build the machine its `.vbox` describes.
+fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::Result<i32> {
+    use settings::config::{compatibility_report, UartBackend};
+    let (file, mc) = crate::vbox_cmds::load_for_run(vm)?;
+    // The per-VM log, like VirtualBox's Logs/VBox.log next to the machine.
+    let default_log = file.machine_folder().join("Logs").join("VBox.log");
+    let log_path = log.map(std::path::Path::to_path_buf).unwrap_or(default_log);
+    if let Some(dir) = log_path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    if a.memory < 16 {
+    rotate_log(&log_path);
+    crate::logging::init(Some(&log_path))?;
+    let _running = settings::lock::RunLock::acquire(&file.path)?;
+    tracing::info!(vm = %mc.name, uuid = %mc.uuid, settings = %file.path.display(), "starting");
+
+    let report = compatibility_report(&file.machine, &supported_features());
+    for issue in &report {
+        eprintln!("novabox: warning: {issue}");
+        tracing::warn!("{issue}");
+    }
+    if let Some(b) = report.iter().find(|i| i.blocking) {
         bail!(
-            "--memory {} MiB is too small for a PC (at least 16 MiB)",
-            a.memory
+            "{}: the machine needs {} = {}, which novabox does not support yet",
+            file.path.display(),
+            b.setting,
+            b.value
         );
     }
-    let host = host_memory_mib();
-    if let Some(h) = host {
-        if a.memory > h {
-            bail!(
-                "--memory {} MiB is more than this host has ({h} MiB)",
-                a.memory
-            );
+    let image_path = match &args.bios {
+        Some(p) => p.clone(),
+        None => glue::firmware::find_seabios()?,
+    };
+    let mut cfg = MachineConfig::new(Boot::Firmware {
+        image: read_input(&image_path, "BIOS")?,
+    });
+    cfg.memory_mib = mc.memory_mib;
+    cfg.cpus = mc.cpu_count;
+    cfg.engine = args.engine;
+    cfg.rtc_utc = mc.rtc_utc;
+    cfg.paravirt = match mc.paravirt_effective {
+        settings::ParavirtProvider::None => hm::cpuid::ParavirtProvider::None,
+        _ => hm::cpuid::ParavirtProvider::Minimal,
+    };
+    if args.debugcon {
+        cfg.debugcon = Some(Box::new(std::io::stderr()));
+    }
+    // Serial ports: the host side as the .vbox says; without any, COM1 is disconnected.
+    cfg.console = Console::None;
+    for u in &mc.uarts {
+        let console = match &u.backend {
+            UartBackend::Disconnected => Console::None,
+            UartBackend::RawFile(p) => Console::File(p.clone()),
+            UartBackend::UnixSocket { path, server } => Console::UnixSocket {
+                path: path.clone(),
+                server: *server,
+            },
+            UartBackend::TcpServer(a) => Console::TcpServer(a.clone()),
+            UartBackend::TcpClient(a) => Console::TcpClient(a.clone()),
+            UartBackend::HostDevice(p) => Console::File(p.clone()),
+        };
+        if u.io_base == 0x3f8 {
+            cfg.console = console;
+        } else {
+            cfg.extra_serial
+                .push((u.io_base, u32::from(u.irq), console));
         }
     }
-    if a.cpus == 0 {
+    validate_sizes(cfg.memory_mib, cfg.cpus)?;
+    run_to_end(cfg)
+}
+
+/// What `run VM` supports today (the compatibility report names everything else).
+fn supported_features() -> settings::config::SupportedFeatures {
+    let mut s = settings::config::SupportedFeatures::minimal();
+    s.max_cpus = glue::MAX_CPUS;
+    s
+}
+
+/// Keep the previous logs as VirtualBox does (VBox.log.1 .. VBox.log.3).
+fn rotate_log(path: &std::path::Path) {
+    for i in (1..3).rev() {
+        let from = path.with_extension(format!("log.{i}"));
+        let to = path.with_extension(format!("log.{}", i + 1));
+        let _ = std::fs::rename(from, to);
+    }
+    let _ = std::fs::rename(path, path.with_extension("log.1"));
+}
+
+fn validate_sizes(memory: u64, cpus: u32) -> anyhow::Result<()> {
+    if memory == 0 {
+        bail!("--memory must be at least 1 MiB (got 0)");
+    }
+    if memory < 16 {
+        bail!("--memory {memory} MiB is too small for a PC (at least 16 MiB)");
+    }
+    if let Some(h) = host_memory_mib() {
+        if memory > h {
+            bail!("--memory {memory} MiB is more than this host has ({h} MiB)");
+        }
+    }
+    if cpus == 0 {
         bail!("--cpus must be at least 1 (got 0)");
     }
-    if a.cpus > glue::MAX_CPUS {
+    if cpus > glue::MAX_CPUS {
         bail!(
-            "--cpus {} is more than novabox supports ({})",
-            a.cpus,
+            "--cpus {cpus} is more than novabox supports ({})",
             glue::MAX_CPUS
         );
     }

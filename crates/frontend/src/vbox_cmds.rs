@@ -1111,3 +1111,12 @@ mod tests {
         assert_eq!(format_of(Path::new("/a/b.VDI")), "VDI");
     }
 }
+
+/// For `novabox run VM`: the machine file (path, name or UUID) and the VMM's view of it,
+/// with media resolved through every registry VirtualBox would search.
+pub(crate) fn load_for_run(vm: &str) -> Result<(MachineFile, settings::config::MachineConfig)> {
+    let file = load(vm)?;
+    let regs = Registries::load(&file.path);
+    let cfg = settings::config::MachineConfig::from_file(&file, &regs.refs())?;
+    Ok((file, cfg))
+}

@@ -6,14 +6,16 @@ pub mod boot;
 pub mod engine;
 pub mod firmware;
 mod machine;
+pub mod serial;
 pub mod wiring_display;
 pub mod wiring_guest_additions;
 pub mod wiring_storage;
 
 pub use engine::EngineChoice;
 pub use machine::{
-    run_machine, Boot, Console, Machine, MachineConfig, MachineError, StopHandle, WiringContext,
+    run_machine, Boot, Machine, MachineConfig, MachineError, StopHandle, WiringContext,
 };
+pub use serial::Console;
 
 /// The most vCPUs a machine may have (xAPIC IDs are 8 bits; the MADT lists each).
 pub const MAX_CPUS: u32 = 32;

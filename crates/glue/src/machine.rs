@@ -8,6 +8,7 @@
 
 use crate::boot::{e820, linux};
 use crate::engine::{self, EngineChoice};
+use crate::serial::{self, Console};
 use devices::acpi::{self, AcpiConfig, Piix4Pm};
 use devices::fw_cfg::FwCfg;
 use devices::i8042::{Port92, I8042};
@@ -53,16 +54,6 @@ pub enum Boot {
     },
 }
 
-/// Where COM1 goes.
-pub enum Console {
-    /// Guest output to stdout, stdin to the guest.
-    Stdio,
-    /// Guest output into this writer; no input.
-    Writer(Box<dyn Write + Send>),
-    /// Nowhere.
-    None,
-}
-
 /// Everything needed to build a VM.
 pub struct MachineConfig {
     /// RAM in MiB.
@@ -73,8 +64,10 @@ pub struct MachineConfig {
     pub engine: EngineChoice,
     /// Boot method.
     pub boot: Boot,
-    /// COM1.
+    /// COM1's host side.
     pub console: Console,
+    /// COM2-COM4: (I/O base, ISA IRQ, host side).
+    pub extra_serial: Vec<(u16, u32, Console)>,
     /// Where port 0x402 output goes (None: discarded).
     pub debugcon: Option<Box<dyn Write + Send>>,
     /// RTC in UTC (VirtualBox RTCUseUTC) instead of host local time.
@@ -124,6 +117,7 @@ impl MachineConfig {
             engine: EngineChoice::Auto,
             boot,
             console: Console::Stdio,
+            extra_serial: Vec::new(),
             debugcon: None,
             rtc_utc: false,
             paravirt: ParavirtProvider::Minimal,
@@ -172,8 +166,7 @@ pub struct Machine {
     timers: Arc<TimerQueue>,
     vcpus: Vec<Box<dyn Vcpu>>,
     bsp: VcpuState,
-    serial: Arc<Mutex<Serial>>,
-    stdin_console: bool,
+    serial_inputs: Vec<(serial::Input, serial::Peer, Arc<Mutex<Serial>>)>,
     engine_reason: String,
 }
 
@@ -251,12 +244,11 @@ impl Machine {
         pio.insert(0x40, 4, "pit", pit.clone()).map_err(dev_err)?;
         pio.insert(0x61, 1, "port-b", pit).map_err(dev_err)?;
 
-        let utc_offset = if cfg.rtc_utc { 0 } else { local_utc_offset() };
         let rtc = Rtc::new_shared(
             clock.clone(),
             line(8),
             &timers,
-            rtc::host_seconds(utc_offset),
+            rtc::host_seconds_for(cfg.rtc_utc),
         );
         {
             let mut r = rtc.lock();
@@ -267,15 +259,16 @@ impl Machine {
         }
         pio.insert(0x70, 2, "rtc", rtc).map_err(dev_err)?;
 
-        let (stdin_console, sink_out): (bool, Box<dyn Write + Send>) = match cfg.console {
-            Console::Stdio => (true, Box::new(std::io::stdout())),
-            Console::Writer(w) => (false, w),
-            Console::None => (false, Box::new(std::io::sink())),
-        };
-        let serial = Arc::new(Mutex::new(Serial::new(line(4), sink_out)));
-        pio.insert(0x3f8, 8, "com1", serial.clone())
-            .map_err(dev_err)?;
-
+        let mut serial_inputs = Vec::new();
+        for (base, irq, console) in
+            std::iter::once((0x3f8u16, 4u32, cfg.console)).chain(cfg.extra_serial)
+        {
+            let (out, input, peer) = serial::open(console).map_err(dev_err)?;
+            let uart = Arc::new(Mutex::new(Serial::new(line(irq), out)));
+            pio.insert(u64::from(base), 8, "uart", uart.clone())
+                .map_err(dev_err)?;
+            serial_inputs.push((input, peer, uart));
+        }
         let e = exec.clone();
         let reset: devices::i8042::ResetCallback =
             Arc::new(move || e.request_stop(StopReason::Reset));
@@ -467,8 +460,7 @@ impl Machine {
             timers,
             vcpus,
             bsp,
-            serial,
-            stdin_console,
+            serial_inputs,
             engine_reason: engine.reason,
         })
     }
@@ -504,8 +496,9 @@ impl Machine {
             };
             threads.push(self.exec.spawn(v, start)?);
         }
-        if self.stdin_console {
-            spawn_stdin_pump(self.serial.clone(), self.exec.clone())?;
+        for (input, peer, uart) in std::mem::take(&mut self.serial_inputs) {
+            let exec = self.exec.clone();
+            serial::spawn_input(input, peer, uart, Arc::new(move || exec.stopping()))?;
         }
         let reason = loop {
             if let Some(r) = self.exec.wait_timeout(std::time::Duration::ZERO) {
@@ -519,57 +512,6 @@ impl Machine {
         }
         Ok(reason)
     }
-}
-
-/// Feed stdin to COM1, as fast as the UART's FIFO takes it.
-fn spawn_stdin_pump(
-    serial: Arc<Mutex<Serial>>,
-    exec: Arc<ExecutionManager>,
-) -> std::io::Result<()> {
-    std::thread::Builder::new()
-        .name("console-in".into())
-        .spawn(move || {
-            use std::io::Read;
-            let mut buf = [0u8; 256];
-            let mut stdin = std::io::stdin();
-            loop {
-                let n = match stdin.read(&mut buf) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => n,
-                };
-                let mut off = 0;
-                while off < n {
-                    if exec.stopping() {
-                        return;
-                    }
-                    off += serial.lock().receive(&buf[off..n]);
-                    if off < n {
-                        std::thread::sleep(std::time::Duration::from_millis(1));
-                    }
-                }
-            }
-        })?;
-    Ok(())
-}
-
-/// The host's offset from UTC in seconds (for an RTC in local time), from the TZ database
-/// via `date +%z`-equivalent logic: the difference between local and UTC broken-down time.
-fn local_utc_offset() -> i64 {
-    // Without libc's localtime (unsafe), read /etc/localtime's effect through `date`.
-    std::process::Command::new("date")
-        .arg("+%z")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| {
-            let s = s.trim();
-            let sign = if s.starts_with('-') { -1 } else { 1 };
-            let digits = s.trim_start_matches(['+', '-']);
-            let h: i64 = digits.get(0..2)?.parse().ok()?;
-            let m: i64 = digits.get(2..4)?.parse().ok()?;
-            Some(sign * (h * 3600 + m * 60))
-        })
-        .unwrap_or(0)
 }
 
 /// Build and run a machine until it stops.
