@@ -23,7 +23,6 @@ pub(crate) const SREGS_PARTS: StateMask = StateMask::SEGS
     .union(StateMask::CRS)
     .union(StateMask::APIC_BASE);
 /// The parts KVM keeps in `kvm_run`'s sync-regs area after every exit.
-pub(crate) const SYNC_PARTS: StateMask = REGS_PARTS.union(SREGS_PARTS).union(StateMask::EVENTS);
 
 /// KVM segment -> sup segment (VMX access-rights layout).
 pub fn segment_from_kvm(k: &kvm_segment) -> Segment {

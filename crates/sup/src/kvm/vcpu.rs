@@ -1,15 +1,16 @@
 //! A KVM vCPU: the run loop, exit decoding and the transfer-mask state cache.
 //!
-//! State handling. KVM copies `kvm_regs`, `kvm_sregs` and `kvm_vcpu_events` into `kvm_run`'s
-//! sync-regs area on every return from `KVM_RUN` (KVM_CAP_SYNC_REGS) and copies back the
-//! groups flagged in `kvm_dirty_regs` on the next entry. That area is kept as a *mirror* of
-//! KVM's state at all times (it is filled with GET ioctls when the vCPU is created and
-//! patched after the few ioctls that change those groups), so the parts in it
-//! ([`SYNC_PARTS`]) become valid with a memory copy and are written back without a system
-//! call. FPU, MSRs, debug registers and the TSC are fetched and stored with ioctls only when
-//! a handler asks for them.
+//! State handling. `kvm_run`'s sync-regs area (KVM_CAP_SYNC_REGS) is a *mirror* of KVM's
+//! `kvm_regs`, `kvm_sregs` and `kvm_vcpu_events`; groups flagged in `kvm_dirty_regs` are
+//! loaded from it on the next entry without a system call. KVM copies the general registers
+//! (REGS_PARTS) out on every return from `KVM_RUN`, so they are valid after an exit with a
+//! memory copy. The segment/control registers and the events are not copied out on every
+//! exit (measurably cheaper on the port-I/O path, which never needs them): the first handler
+//! that asks for them after an exit gets them with one GET ioctl into the mirror, and
+//! writing them back stays free. FPU, MSRs, debug registers and the TSC are fetched and
+//! stored with ioctls only when a handler asks for them.
 
-use super::conv::{self, REGS_PARTS, SREGS_PARTS, SYNC_PARTS};
+use super::conv::{self, REGS_PARTS, SREGS_PARTS};
 use super::cpuid::entries_to_kvm;
 use super::recall::{current_vcpu_thread, immediate_exit, KvmRecall, RecallShared};
 use super::system::{msr, HostCaps};
@@ -71,6 +72,12 @@ pub struct KvmVcpu {
     exit: ExitData,
     /// An interrupt or NMI was injected since the last exit.
     injected: bool,
+    /// The sregs / events halves of the sync area hold KVM's current values. KVM copies
+    /// only the general registers out on every exit (`kvm_valid_regs = REGS`: the port-I/O
+    /// path needs nothing else, and copying sregs and events out costs a measurable part of
+    /// an exit); the other two are fetched into the mirror with an ioctl when first needed.
+    sregs_fresh: bool,
+    events_fresh: bool,
     msrs: Arc<[u32]>,
     recall: Arc<RecallShared>,
     memory: Arc<pgm::GuestMemory>,
@@ -117,6 +124,8 @@ impl KvmVcpu {
             dirty: StateMask::empty(),
             exit: ExitData::None,
             injected: false,
+            sregs_fresh: true,
+            events_fresh: true,
             msrs: caps.msrs.clone(),
             recall,
             memory,
@@ -135,8 +144,7 @@ impl KvmVcpu {
         }
         // SAFETY: `run` is the live mapping owned by `v.fd`; plain field write.
         unsafe {
-            *addr_of_mut!((*v.run).kvm_valid_regs) =
-                u64::from(KVM_SYNC_X86_REGS | KVM_SYNC_X86_SREGS | KVM_SYNC_X86_EVENTS);
+            *addr_of_mut!((*v.run).kvm_valid_regs) = u64::from(KVM_SYNC_X86_REGS);
         }
         // Start from sup's engine-neutral power-on state, so every engine starts alike. The
         // TSC is left to KVM (it keeps the vCPUs' TSCs in step).
@@ -165,7 +173,30 @@ impl KvmVcpu {
     /// Parts of the state currently valid without a system call (after an exit: the sync-regs
     /// parts, plus whatever was fetched since).
     pub fn valid_mask(&self) -> StateMask {
-        self.valid | SYNC_PARTS
+        self.valid | REGS_PARTS
+    }
+
+    /// Make the sregs half of the mirror current (one KVM_GET_SREGS after an exit).
+    fn fresh_sregs(&mut self) -> Result<()> {
+        if !self.sregs_fresh {
+            let sregs = self.fd.get_sregs().map_err(|e| os("KVM_GET_SREGS", e))?;
+            self.mirror().sregs = sregs;
+            self.sregs_fresh = true;
+        }
+        Ok(())
+    }
+
+    /// Make the events half of the mirror current.
+    fn fresh_events(&mut self) -> Result<()> {
+        if !self.events_fresh {
+            let ev = self
+                .fd
+                .get_vcpu_events()
+                .map_err(|e| os("KVM_GET_VCPU_EVENTS", e))?;
+            self.mirror().events = ev;
+            self.events_fresh = true;
+        }
+        Ok(())
     }
 
     /// The mirror of KVM's regs/sregs/events in the sync-regs area.
@@ -194,6 +225,8 @@ impl KvmVcpu {
             self.set_kvm_dirty(KVM_SYNC_X86_REGS);
         }
         if d.intersects(SREGS_PARTS) {
+            // Only part of sregs may be dirty: the rest of the mirror must be KVM's values.
+            self.fresh_sregs()?;
             conv::state_to_sregs(&state, &mut self.mirror().sregs, d & SREGS_PARTS);
             self.set_kvm_dirty(KVM_SYNC_X86_SREGS);
             if d.contains(StateMask::CRS) {
@@ -204,6 +237,7 @@ impl KvmVcpu {
             }
         }
         if d.contains(StateMask::EVENTS) {
+            self.fresh_events()?;
             conv::events_to_kvm(&state.events, &mut self.mirror().events);
             self.set_kvm_dirty(KVM_SYNC_X86_EVENTS);
         }
@@ -258,6 +292,12 @@ impl KvmVcpu {
     }
 
     fn fetch(&mut self, missing: StateMask) -> Result<()> {
+        if missing.intersects(SREGS_PARTS) {
+            self.fresh_sregs()?;
+        }
+        if missing.contains(StateMask::EVENTS) {
+            self.fresh_events()?;
+        }
         let mirror = *self.mirror();
         if missing.intersects(REGS_PARTS) {
             conv::regs_to_state(&mirror.regs, &mut self.state, missing & REGS_PARTS);
@@ -306,6 +346,7 @@ impl KvmVcpu {
     /// EVENTS part must reach KVM first, or writing it back on entry would undo the ioctl.
     fn flush_events_now(&mut self) -> Result<()> {
         if self.dirty.contains(StateMask::EVENTS) {
+            self.fresh_events()?;
             let mut ev = self.mirror().events;
             conv::events_to_kvm(&self.state.events, &mut ev);
             self.fd
@@ -453,6 +494,8 @@ impl Vcpu for KvmVcpu {
     fn run(&mut self) -> Result<VmExit> {
         self.flush()?;
         self.valid = StateMask::empty();
+        self.sregs_fresh = false;
+        self.events_fresh = false;
         self.exit = ExitData::None;
         self.injected = false;
         let tid = current_vcpu_thread();
