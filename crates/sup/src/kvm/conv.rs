@@ -22,7 +22,6 @@ pub(crate) const SREGS_PARTS: StateMask = StateMask::SEGS
     .union(StateMask::DTABLES)
     .union(StateMask::CRS)
     .union(StateMask::APIC_BASE);
-/// The parts KVM keeps in `kvm_run`'s sync-regs area after every exit.
 
 /// KVM segment -> sup segment (VMX access-rights layout).
 pub fn segment_from_kvm(k: &kvm_segment) -> Segment {
