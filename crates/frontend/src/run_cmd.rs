@@ -8,7 +8,7 @@ use std::path::PathBuf;
 #[derive(clap::Args, Debug)]
 pub struct RunArgs {
     /// A VirtualBox machine: a .vbox path, or the name or UUID of a registered machine.
-    #[arg(value_name = "VM", conflicts_with_all = ["kernel", "bios"])]
+    #[arg(value_name = "VM", conflicts_with = "kernel")]
     pub vm: Option<String>,
     /// A Linux bzImage to boot directly (64-bit boot protocol).
     #[arg(long, value_name = "FILE", conflicts_with = "bios")]
