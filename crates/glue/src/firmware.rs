@@ -46,5 +46,45 @@ pub fn check_image(image: &[u8]) -> Result<(), String> {
             "firmware image is {len} bytes; expected a multiple of 4 KiB between 64 KiB and 16 MiB"
         ));
     }
+    // The CPU starts at 0xFFFFFFF0, the image's last 16 bytes: every PC firmware puts a jump
+    // there (SeaBIOS and VirtualBox's BIOS a far jump, OVMF `nop; nop; jmp near`). Anything
+    // else is not firmware (a kernel or disk image passed by mistake, a corrupt file).
+    let reset = &image[len - 16..];
+    let first = reset
+        .iter()
+        .take(4)
+        .position(|b| !matches!(b, 0x90 | 0xfa | 0xfc))
+        .map(|i| reset[i]);
+    if !matches!(first, Some(0xe9 | 0xea | 0xeb)) {
+        return Err(format!(
+            "not a PC firmware image: no jump at the reset vector (last 16 bytes start with {:02x} {:02x} {:02x} {:02x})",
+            reset[0], reset[1], reset[2], reset[3]
+        ));
+    }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_image;
+
+    fn rom(reset: &[u8]) -> Vec<u8> {
+        let mut r = vec![0xffu8; 0x1_0000];
+        let at = r.len() - 16;
+        r[at..at + reset.len()].copy_from_slice(reset);
+        r
+    }
+
+    #[test]
+    fn sizes_and_reset_vector() {
+        assert!(check_image(&rom(&[0xea, 0x5b, 0xe0, 0x00, 0xf0])).is_ok());
+        assert!(check_image(&rom(&[0x90, 0x90, 0xe9, 0x12, 0x34])).is_ok());
+        let e = check_image(&rom(&[0x7f, b'E', b'L', b'F'])).unwrap_err();
+        assert!(e.contains("no jump at the reset vector"), "{e}");
+        assert!(check_image(&rom(&[0x90; 16])).is_err());
+        assert!(check_image(&vec![0xea; 0x1_0000 + 1])
+            .unwrap_err()
+            .contains("bytes"));
+        assert!(check_image(&[0xea; 0x1000]).is_err());
+    }
 }

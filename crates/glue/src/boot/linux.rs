@@ -48,6 +48,17 @@ pub enum LinuxBootError {
         /// Limit.
         max: usize,
     },
+    /// The file is shorter than its setup header says (an interrupted copy or download).
+    #[error("the kernel is truncated: its header says {expected} bytes, the file has {actual}")]
+    Truncated {
+        /// Size the header implies.
+        expected: u64,
+        /// Size of the file.
+        actual: u64,
+    },
+    /// The initrd is in no format Linux can unpack or mount.
+    #[error("initrd is not a cpio archive, a compressed archive or a file-system image Linux can use ({0})")]
+    BadInitrd(String),
     /// Guest memory refused a write.
     #[error(transparent)]
     Memory(#[from] pgm::PgmError),
@@ -143,6 +154,55 @@ impl SetupHeader {
     }
 }
 
+/// Check that `initrd` starts like something Linux can use: an initramfs (cpio archive,
+/// plain or compressed with a decompressor Linux has, after optional zero padding) or an
+/// old-style initial RAM disk (ext2, minix, romfs, cramfs, squashfs). Random bytes would
+/// only make the guest kernel panic after booting.
+pub fn check_initrd(initrd: &[u8]) -> Result<(), LinuxBootError> {
+    // Linux's initramfs unpacker skips zero bytes between (and before) archives.
+    let start = initrd.iter().position(|&b| b != 0).unwrap_or(initrd.len());
+    let body = &initrd[start..];
+    const MAGICS: [&[u8]; 12] = [
+        b"070701",                             // cpio newc
+        b"070702",                             // cpio newc with CRC
+        &[0x1f, 0x8b],                         // gzip
+        &[0x1f, 0x9e],                         // old gzip
+        b"BZh",                                // bzip2
+        &[0x5d, 0x00, 0x00],                   // lzma
+        &[0xfd, b'7', b'z', b'X', b'Z', 0x00], // xz
+        &[0x89, b'L', b'Z', b'O'],             // lzo
+        &[0x02, 0x21, 0x4c, 0x18],             // lz4 (legacy frame)
+        &[0x28, 0xb5, 0x2f, 0xfd],             // zstd
+        b"-rom1fs-",                           // romfs
+        b"hsqs",                               // squashfs
+    ];
+    if MAGICS.iter().any(|m| body.starts_with(m)) {
+        return Ok(());
+    }
+    let at16 = |o: usize| {
+        initrd
+            .get(o..o + 2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+    };
+    let at32 = |o: usize| {
+        initrd
+            .get(o..o + 4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    };
+    let ext2 = at16(1024 + 56) == Some(0xef53);
+    let minix = matches!(at16(1024 + 16), Some(0x137f | 0x138f | 0x2468 | 0x2478));
+    let cramfs = at32(0) == Some(0x28cd_3d45) || at32(512) == Some(0x28cd_3d45);
+    if ext2 || minix || cramfs {
+        return Ok(());
+    }
+    let head: Vec<String> = body.iter().take(4).map(|b| format!("{b:02x}")).collect();
+    Err(LinuxBootError::BadInitrd(if body.is_empty() {
+        "only zero bytes".into()
+    } else {
+        format!("it starts with {}", head.join(" "))
+    }))
+}
+
 /// Load the kernel and return the BSP's initial state.
 pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxBootError> {
     let k = img.kernel;
@@ -154,6 +214,16 @@ pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxB
         ));
     }
     let payload = &k[koff..];
+    // syssize (32 bits since protocol 2.04, in 16-byte units) is the size of the
+    // protected-mode code. A shorter file would crash the guest's decompressor instead of
+    // giving a clear error. (Signed kernels carry more bytes after it; that is fine.)
+    let syssize = u64::from(le32(k, 0x1f4)) * 16;
+    if (payload.len() as u64) < syssize {
+        return Err(LinuxBootError::Truncated {
+            expected: koff as u64 + syssize,
+            actual: k.len() as u64,
+        });
+    }
     let ram_top = mem.layout().ram_below_4g();
     let need = u64::from(h.init_size).max(payload.len() as u64);
     let align = u64::from(h.kernel_alignment.max(0x20_0000));
@@ -197,6 +267,7 @@ pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxB
     bp[0x228..0x22c].copy_from_slice(&(CMDLINE as u32).to_le_bytes());
 
     if let Some(initrd) = img.initrd {
+        check_initrd(initrd)?;
         let limit = ram_top.min(u64::from(h.initrd_addr_max) + 1);
         let size = initrd.len() as u64;
         let kernel_end = load_addr + need;
@@ -300,7 +371,8 @@ mod tests {
     fn loads_kernel_initrd_and_zero_page() {
         let mem = GuestMemory::new(MemoryLayout::pc(64 << 20).unwrap()).unwrap();
         let k = fake_bzimage();
-        let initrd = vec![0x5a; 10_000];
+        let mut initrd = vec![0x5a; 10_000];
+        initrd[..2].copy_from_slice(&[0x1f, 0x8b]); // gzip magic
         let e820 = [E820Entry {
             addr: 0,
             size: 0x9fc00,
@@ -323,7 +395,7 @@ mod tests {
         assert!(s.long_mode() && s.cs.attr & Segment::L != 0);
         let rd = mem.read_le::<4>(BOOT_PARAMS + 0x218).unwrap();
         assert_eq!(rd % 4096, 0);
-        assert_eq!(mem.read_le::<1>(rd).unwrap(), 0x5a);
+        assert_eq!(mem.read_le::<1>(rd + 2).unwrap(), 0x5a);
         assert_eq!(mem.read_le::<4>(BOOT_PARAMS + 0x21c).unwrap(), 10_000);
         assert_eq!(mem.read_le::<1>(BOOT_PARAMS + 0x1e8).unwrap(), 1);
         assert_eq!(mem.read_le::<8>(BOOT_PARAMS + 0x70).unwrap(), 0xe0000);
@@ -360,5 +432,32 @@ mod tests {
         let mut old = fake_bzimage();
         old[0x206] = 0x04;
         assert!(e(&old).contains("too old"));
+        // syssize says 0x4000 bytes of protected-mode code; the file has 0x3800.
+        let mut cut = fake_bzimage();
+        cut[0x1f4..0x1f8].copy_from_slice(&0x400u32.to_le_bytes());
+        assert!(e(&cut).contains("truncated: its header says 18432 bytes, the file has 16384"));
+    }
+
+    #[test]
+    fn initrd_formats() {
+        let ok = |d: &[u8]| check_initrd(d).is_ok();
+        assert!(ok(b"070701000000"));
+        assert!(ok(&[0, 0, 0, 0, 0x1f, 0x8b, 8, 0]));
+        assert!(ok(&[0x28, 0xb5, 0x2f, 0xfd, 1]));
+        assert!(ok(b"\xfd7zXZ\0rest"));
+        let mut ext2 = vec![0u8; 2048];
+        ext2[1024 + 56..1024 + 58].copy_from_slice(&0xef53u16.to_le_bytes());
+        assert!(ok(&ext2));
+        let err = check_initrd(&[0x12, 0x34, 0x56, 0x78, 0x9a]).unwrap_err();
+        assert!(
+            err.to_string().contains("it starts with 12 34 56 78"),
+            "{err}"
+        );
+        assert!(check_initrd(&[0; 64])
+            .unwrap_err()
+            .to_string()
+            .contains("only zero bytes"));
+        assert!(!ok(b""));
+        assert!(!ok(b"0707"), "a cut-off cpio magic");
     }
 }
