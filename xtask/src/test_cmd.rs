@@ -53,7 +53,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     step(
         "tests",
         cargo()
-            .args(["test", "--workspace", "--release", "--", "--test-threads=2", "--nocapture"])
+            .args([
+                "test",
+                "--workspace",
+                "--release",
+                "--",
+                "--test-threads=2",
+                "--nocapture",
+            ])
             .current_dir(&root),
     )?;
     eprintln!("==> all tests passed");

@@ -608,7 +608,11 @@ mod tests {
         assert_eq!(d.file("etc/e820").unwrap().len(), 20);
         let t = crate::acpi::build_tables(&crate::acpi::AcpiConfig::default());
         d.add_acpi_tables(&t).unwrap();
-        assert!(d.file("etc/table-loader").unwrap().len().is_multiple_of(128));
+        assert!(d
+            .file("etc/table-loader")
+            .unwrap()
+            .len()
+            .is_multiple_of(128));
         assert!(d.file("etc/acpi/rsdp").is_some());
         d.add_cpus(2, 2).unwrap();
         assert_eq!(d.file("etc/boot-cpus"), Some(&[2u8, 0][..]));
