@@ -55,7 +55,8 @@ pub fn check_image(image: &[u8]) -> Result<(), String> {
         .take(4)
         .position(|b| !matches!(b, 0x90 | 0xfa | 0xfc))
         .map(|i| reset[i]);
-    if !matches!(first, Some(0xe9 | 0xea | 0xeb)) {
+    // 0xE9 jmp rel16/32, 0xEA jmp far, 0xEB jmp rel8.
+    if !matches!(first, Some(0xe9..=0xeb)) {
         return Err(format!(
             "not a PC firmware image: no jump at the reset vector (last 16 bytes start with {:02x} {:02x} {:02x} {:02x})",
             reset[0], reset[1], reset[2], reset[3]
