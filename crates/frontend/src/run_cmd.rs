@@ -46,6 +46,7 @@ pub fn run(args: RunArgs, log: Option<&std::path::Path>) -> anyhow::Result<i32> 
     }
     crate::logging::init(log)?;
     validate_sizes(args.memory, args.cpus)?;
+    let mut bios = None;
     let boot = match &args.kernel {
         Some(k) => Boot::Kernel {
             kernel: read_input(k, "kernel")?,
@@ -61,9 +62,9 @@ pub fn run(args: RunArgs, log: Option<&std::path::Path>) -> anyhow::Result<i32> 
                 Some(p) => p.clone(),
                 None => glue::firmware::find_seabios().context("no firmware given")?,
             };
-            Boot::Firmware {
-                image: read_input(&path, "BIOS")?,
-            }
+            let image = read_input(&path, "BIOS")?;
+            bios = Some(path);
+            Boot::Firmware { image }
         }
     };
     let mut cfg = MachineConfig::new(boot);
@@ -75,12 +76,46 @@ pub fn run(args: RunArgs, log: Option<&std::path::Path>) -> anyhow::Result<i32> 
     if args.debugcon {
         cfg.debugcon = Some(Box::new(std::io::stderr()));
     }
-    run_to_end(cfg)
+    let inputs = Inputs {
+        kernel: args.kernel.as_deref(),
+        initrd: args.initrd.as_deref(),
+        bios: bios.as_deref(),
+    };
+    run_to_end(cfg, &inputs)
+}
+
+/// The files a machine is built from, to name the one a build error is about.
+#[derive(Default)]
+struct Inputs<'a> {
+    kernel: Option<&'a std::path::Path>,
+    initrd: Option<&'a std::path::Path>,
+    bios: Option<&'a std::path::Path>,
+}
+
+/// Turn a build error about an input file into one line that names the file.
+fn explain(e: glue::MachineError, inputs: &Inputs<'_>) -> anyhow::Error {
+    use glue::boot::linux::LinuxBootError as L;
+    let file = match &e {
+        glue::MachineError::Linux(L::BadInitrd(_) | L::NoRoom { what: "initrd", .. }) => {
+            inputs.initrd.map(|p| ("initrd", p))
+        }
+        glue::MachineError::Linux(L::Memory(_)) => None,
+        glue::MachineError::Linux(_) => inputs.kernel.map(|p| ("kernel", p)),
+        glue::MachineError::Firmware(_) => inputs.bios.map(|p| ("BIOS", p)),
+        _ => None,
+    };
+    match (file, e) {
+        (Some((what, p)), glue::MachineError::Firmware(m)) => {
+            anyhow::anyhow!("{what} {}: {m}", p.display())
+        }
+        (Some((what, p)), e) => anyhow::anyhow!("{what} {}: {e}", p.display()),
+        (None, e) => e.into(),
+    }
 }
 
 /// Build, run and report: the exit code for the stop reason.
-fn run_to_end(cfg: MachineConfig) -> anyhow::Result<i32> {
-    let mut machine = Machine::build(cfg)?;
+fn run_to_end(cfg: MachineConfig, inputs: &Inputs<'_>) -> anyhow::Result<i32> {
+    let mut machine = Machine::build(cfg).map_err(|e| explain(e, inputs))?;
     eprintln!("novabox: engine: {}", machine.engine_reason());
     let stop = machine.stop_handle();
     ctrlc::set_handler(move || stop.power_off()).context("cannot install the Ctrl-C handler")?;
@@ -172,7 +207,11 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
         }
     }
     validate_sizes(cfg.memory_mib, cfg.cpus)?;
-    run_to_end(cfg)
+    let inputs = Inputs {
+        bios: Some(&image_path),
+        ..Inputs::default()
+    };
+    run_to_end(cfg, &inputs)
 }
 
 /// What `run VM` supports today (the compatibility report names everything else).
