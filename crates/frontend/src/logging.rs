@@ -12,7 +12,10 @@ pub fn init(file: Option<&Path>) -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .without_time()
-        .with_filter(EnvFilter::new("warn"));
+        .with_filter(EnvFilter::new(format!(
+            "warn,{}=off",
+            hm::exec::STATE_TARGET
+        )));
     let file_layer = match file {
         Some(p) => {
             let f = std::fs::OpenOptions::new()

@@ -9,6 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use sup::{IoDirection, Recall, StateMask, Vcpu, VcpuState, Vm, VmExit};
 
+/// The tracing target of vCPU register dumps: they belong in the log file, not on the
+/// console (the console gets one line).
+pub const STATE_TARGET: &str = "novabox::vcpu_state";
+
 /// Why the VM stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StopReason {
@@ -287,7 +291,8 @@ impl ExecutionManager {
                 VmExit::InterruptWindow | VmExit::Recalled => {}
                 VmExit::Shutdown => {
                     let state = dump(vcpu);
-                    tracing::error!(cpu = id, "triple fault\n{state}");
+                    tracing::error!(cpu = id, "triple fault");
+                    tracing::error!(target: STATE_TARGET, cpu = id, "vCPU state:\n{state}");
                     self.request_stop(StopReason::TripleFault { cpu: id, state });
                     return LoopEnd::Stop;
                 }
@@ -306,7 +311,8 @@ impl ExecutionManager {
     fn fail(&self, vcpu: &mut dyn Vcpu, what: String) {
         let id = vcpu.id();
         let state = dump(vcpu);
-        tracing::error!(cpu = id, "{what}\n{state}");
+        tracing::error!(cpu = id, "{what}");
+        tracing::error!(target: STATE_TARGET, cpu = id, "vCPU state:\n{state}");
         self.request_stop(StopReason::Error {
             cpu: id,
             message: format!("{what}\n{state}"),
