@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: project tasks, dispatched on the first argument.
 
 mod bench_exits;
+mod bench_media;
 mod demo;
 mod kit;
 mod test_cmd;
@@ -11,6 +12,7 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("kit") => kit::run(rest),
         Some("bench-exits") => bench_exits::run(rest),
+        Some("bench-media") => bench_media::run_bench(rest),
         Some("test") => test_cmd::run(rest),
         Some("demo") => demo::run(rest),
         _ => anyhow::bail!("usage: cargo xtask <task> [args]; tasks: kit, test, demo, bench-exits"),
