@@ -44,7 +44,12 @@ pub fn run(args: RunArgs, log: Option<&std::path::Path>) -> anyhow::Result<i32> 
     if let Some(vm) = args.vm.clone() {
         return run_vbox(&vm, &args, log);
     }
-    crate::logging::init(log)?;
+    // Without --log, the log (with the register dump of a failed vCPU) goes to the user's
+    // state folder, like a machine's Logs/VBox.log.
+    let log_path = log
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(default_log);
+    open_log(&log_path)?;
     validate_sizes(args.memory, args.cpus)?;
     let mut bios = None;
     let boot = match &args.kernel {
@@ -81,7 +86,25 @@ pub fn run(args: RunArgs, log: Option<&std::path::Path>) -> anyhow::Result<i32> 
         initrd: args.initrd.as_deref(),
         bios: bios.as_deref(),
     };
-    run_to_end(cfg, &inputs)
+    run_to_end(cfg, &inputs, &log_path)
+}
+
+/// Where `run --kernel` / `run --bios` log without --log.
+fn default_log() -> std::path::PathBuf {
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    state.join("novabox").join("Logs").join("VBox.log")
+}
+
+/// Create the log's folder, keep the previous logs, start logging.
+fn open_log(path: &std::path::Path) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    rotate_log(path);
+    crate::logging::init(Some(path))
 }
 
 /// The files a machine is built from, to name the one a build error is about.
@@ -114,7 +137,11 @@ fn explain(e: glue::MachineError, inputs: &Inputs<'_>) -> anyhow::Error {
 }
 
 /// Build, run and report: the exit code for the stop reason.
-fn run_to_end(cfg: MachineConfig, inputs: &Inputs<'_>) -> anyhow::Result<i32> {
+fn run_to_end(
+    cfg: MachineConfig,
+    inputs: &Inputs<'_>,
+    log: &std::path::Path,
+) -> anyhow::Result<i32> {
     let mut machine = Machine::build(cfg).map_err(|e| explain(e, inputs))?;
     eprintln!("novabox: engine: {}", machine.engine_reason());
     let stop = machine.stop_handle();
@@ -130,11 +157,17 @@ fn run_to_end(cfg: MachineConfig, inputs: &Inputs<'_>) -> anyhow::Result<i32> {
             Ok(0)
         }
         hm::StopReason::TripleFault { cpu, .. } => {
-            bail!("vCPU {cpu} triple-faulted (the register state is in the log)")
+            bail!(
+                "vCPU {cpu} triple-faulted (register state in {})",
+                log.display()
+            )
         }
         hm::StopReason::Error { cpu, message } => {
             let first = message.lines().next().unwrap_or_default().to_string();
-            bail!("vCPU {cpu} stopped: {first} (the register state is in the log)")
+            bail!(
+                "vCPU {cpu} stopped: {first} (register state in {})",
+                log.display()
+            )
         }
     }
 }
@@ -146,11 +179,7 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
     // The per-VM log, like VirtualBox's Logs/VBox.log next to the machine.
     let default_log = file.machine_folder().join("Logs").join("VBox.log");
     let log_path = log.map(std::path::Path::to_path_buf).unwrap_or(default_log);
-    if let Some(dir) = log_path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    rotate_log(&log_path);
-    crate::logging::init(Some(&log_path))?;
+    open_log(&log_path)?;
     let _running = settings::lock::RunLock::acquire(&file.path)?;
     tracing::info!(vm = %mc.name, uuid = %mc.uuid, settings = %file.path.display(), "starting");
 
@@ -211,7 +240,7 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
         bios: Some(&image_path),
         ..Inputs::default()
     };
-    run_to_end(cfg, &inputs)
+    run_to_end(cfg, &inputs, &log_path)
 }
 
 /// What `run VM` supports today (the compatibility report names everything else).
