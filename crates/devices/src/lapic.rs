@@ -241,6 +241,10 @@ pub struct LocalApic {
     nmi: bool,
     init: bool,
     sipi: Option<u8>,
+    /// The CPU is in wait-for-SIPI (an AP after power-on, any CPU after INIT until it takes
+    /// a Startup IPI). Startup IPIs arriving at other times are ignored (SDM 10.4.4.1);
+    /// latching them would restart a CPU at a stale vector on its next INIT.
+    wait_for_sipi: bool,
     extint: bool,
 }
 
@@ -285,6 +289,7 @@ impl LocalApic {
             nmi: false,
             init: false,
             sipi: None,
+            wait_for_sipi: false,
             extint: false,
         };
         apic.reset();
@@ -306,6 +311,7 @@ impl LocalApic {
         self.nmi = false;
         self.init = false;
         self.sipi = None;
+        self.wait_for_sipi = self.initial_id != 0;
         self.extint = false;
     }
 
@@ -469,9 +475,13 @@ impl LocalApic {
                     return Accepted::Discarded;
                 }
                 self.init = true;
+                self.wait_for_sipi = true;
                 Accepted::Init
             }
             DeliveryMode::Startup => {
+                if !self.wait_for_sipi {
+                    return Accepted::Discarded;
+                }
                 self.sipi = Some(msg.vector);
                 Accepted::Startup
             }
@@ -554,7 +564,11 @@ impl LocalApic {
 
     /// Take a pending startup IPI: its vector (the AP starts at vector * 0x1000).
     pub fn take_sipi(&mut self) -> Option<u8> {
-        self.sipi.take()
+        let v = self.sipi.take();
+        if v.is_some() {
+            self.wait_for_sipi = false;
+        }
+        v
     }
 
     /// Take a pending ExtINT message (the vector comes from the 8259's INTA).
@@ -1173,6 +1187,12 @@ mod tests {
         assert_eq!(a.accept(&m), Accepted::Startup);
         assert_eq!(a.take_sipi(), Some(0x9a));
         assert_eq!(a.take_sipi(), None);
+        // The CPU runs now: another Startup IPI is ignored, also after a later INIT.
+        assert_eq!(
+            a.accept(&m),
+            Accepted::Discarded,
+            "SIPI outside wait-for-SIPI"
+        );
         m.delivery = DeliveryMode::Init;
         m.trigger = TriggerMode::Level;
         m.level = false;
@@ -1181,6 +1201,21 @@ mod tests {
         m.level = true;
         assert_eq!(a.accept(&m), Accepted::Init);
         assert!(a.take_init());
+        assert_eq!(a.take_sipi(), None, "no stale SIPI after INIT");
+        let mut s = fixed(0x9b, false);
+        s.delivery = DeliveryMode::Startup;
+        assert_eq!(
+            a.accept(&s),
+            Accepted::Startup,
+            "INIT re-arms wait-for-SIPI"
+        );
+        assert_eq!(a.take_sipi(), Some(0x9b));
+        let (_, mut bsp) = enabled(0);
+        assert_eq!(
+            bsp.accept(&s),
+            Accepted::Discarded,
+            "the BSP runs from reset"
+        );
         m.delivery = DeliveryMode::ExtInt;
         assert_eq!(a.accept(&m), Accepted::ExtInt);
         assert!(a.take_extint());
