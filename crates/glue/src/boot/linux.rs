@@ -269,12 +269,22 @@ pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxB
     if let Some(initrd) = img.initrd {
         check_initrd(initrd)?;
         let limit = ram_top.min(u64::from(h.initrd_addr_max) + 1);
+        // Only usable RAM may hold the initrd: the top of RAM can carry the ACPI tables
+        // (reserved in the E820 map), which the initrd would otherwise overwrite.
+        let (lo, limit) = img
+            .e820
+            .iter()
+            .filter(|e| e.kind == super::e820::E820_RAM)
+            .map(|e| (e.addr, e.addr.saturating_add(e.size).min(limit)))
+            .filter(|&(a, end)| end > a)
+            .max_by_key(|&(_, end)| end)
+            .unwrap_or((0, limit));
         let size = initrd.len() as u64;
         let kernel_end = load_addr + need;
         let addr = limit
             .checked_sub(size)
             .map(|a| a & !0xfff)
-            .filter(|&a| a >= kernel_end)
+            .filter(|&a| a >= kernel_end && a >= lo)
             .ok_or(LinuxBootError::NoRoom {
                 what: "initrd",
                 size,
