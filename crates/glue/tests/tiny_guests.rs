@@ -517,17 +517,17 @@ both_engines!(lapic_timer, check_lapic_timer);
 fn check_init_sipi_starts_ap(engine: Engine, test: &str) {
     let mut g = Guest::new(
         r#"
+    call start_ticker
     mov rbx, 0xfee00000
-    mov dword ptr [rbx + 0xf0], 0x1ff
     mov dword ptr [rbx + 0x310], 0x01000000
     mov dword ptr [rbx + 0x300], 0x00004500
-    mov ecx, 100000
-1:  pause
-    dec ecx
-    jnz 1b
+    mov edi, 10
+    call wait_ticks
     mov dword ptr [rbx + 0x310], 0x01000000
     mov dword ptr [rbx + 0x300], 0x00004608
-2:  pause
+2:  sti
+    hlt
+    cli
     cmp dword ptr [0x9000], 0x600dbeef
     jne 2b
     mov eax, dword ptr [rbx + 0x300]
@@ -603,3 +603,93 @@ fn check_triple_fault(engine: Engine, test: &str) {
     assert_eq!(o.state(0).gpr[12], 0x7f7f, "ran up to the UD2");
 }
 both_engines!(triple_fault, check_triple_fault);
+
+// ---- INIT / SIPI, restart ---------------------------------------------------------------
+
+/// Start the AP as Linux does (INIT assert, INIT de-assert, two Startup IPIs), let it halt,
+/// send one more Startup IPI while it is not waiting for one (the SDM says it is ignored),
+/// then restart it with INIT + a Startup IPI for another page (0xA000), as CPU hot-plug
+/// does. The AP must run the second trampoline once, and the first one only once.
+fn check_init_sipi_restart(engine: Engine, test: &str) {
+    let mut g = Guest::new(
+        r#"
+    call start_ticker
+    mov rbx, 0xfee00000
+    mov dword ptr [rbx + 0x310], 0x01000000
+    mov dword ptr [rbx + 0x300], 0x0000c500
+    mov edi, 10
+    call wait_ticks
+    mov dword ptr [rbx + 0x310], 0x01000000
+    mov dword ptr [rbx + 0x300], 0x00008500
+    mov edi, 1
+    call wait_ticks
+    mov dword ptr [rbx + 0x310], 0x01000000
+    mov dword ptr [rbx + 0x300], 0x00000608
+    mov edi, 1
+    call wait_ticks
+    mov dword ptr [rbx + 0x310], 0x01000000
+    mov dword ptr [rbx + 0x300], 0x00000608
+1:  sti
+    hlt
+    cli
+    cmp dword ptr [0x9000], 0x600dbeef
+    jne 1b
+    mov edi, 5
+    call wait_ticks
+    # A Startup IPI to a running AP: ignored.
+    mov dword ptr [rbx + 0x310], 0x01000000
+    mov dword ptr [rbx + 0x300], 0x00000608
+    mov edi, 5
+    call wait_ticks
+    # Restart at 0xA000.
+    mov dword ptr [rbx + 0x310], 0x01000000
+    mov dword ptr [rbx + 0x300], 0x0000c500
+    mov edi, 10
+    call wait_ticks
+    mov dword ptr [rbx + 0x310], 0x01000000
+    mov dword ptr [rbx + 0x300], 0x0000060a
+2:  sti
+    hlt
+    cli
+    cmp dword ptr [0x9010], 0x0a0a0a0a
+    jne 2b
+    mov edi, 5
+    call wait_ticks
+    EXIT
+"#,
+    );
+    g.cpus = 2;
+    g.timeout = Duration::from_secs(20);
+    g.trampoline = Some(
+        r#"
+    cli
+    xor ax, ax
+    mov ds, ax
+    lock inc dword ptr [0x900c]
+    mov dword ptr [0x9000], 0x600dbeef
+1:  hlt
+    jmp 1b
+"#,
+    );
+    g.trampoline2 = Some(
+        r#"
+    cli
+    xor ax, ax
+    mov ds, ax
+    mov ax, cs
+    mov word ptr [0x9014], ax
+    lock inc dword ptr [0x9018]
+    mov dword ptr [0x9010], 0x0a0a0a0a
+1:  hlt
+    jmp 1b
+"#,
+    );
+    let o = run(engine, test, &g);
+    assert_eq!(o.res32(0x0c), 1, "first trampoline ran once");
+    assert_eq!(o.res32(0x10), 0x0a0a_0a0a, "second trampoline's marker");
+    assert_eq!(o.res32(0x18), 1, "second trampoline ran once");
+    assert_eq!(o.res32(0x14), 0x0a00, "restarted with CS = 0x0A00");
+    o.assert_exited();
+    assert_eq!(o.state(1).cs.base, 0xa000);
+}
+both_engines!(init_sipi_restart, check_init_sipi_restart);

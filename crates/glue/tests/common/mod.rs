@@ -111,6 +111,8 @@ pub mod layout {
     pub const TSS: u64 = 0x3000;
     /// The AP's real-mode start-up code (Startup IPI vector 0x08).
     pub const TRAMPOLINE: u64 = 0x8000;
+    /// A second start-up page (Startup IPI vector 0x0A).
+    pub const TRAMPOLINE2: u64 = 0xa000;
     /// Where guests leave their results.
     pub const RESULTS: u64 = 0x9000;
     /// PML4; PDPT at +0x1000; four page directories of 2 MiB pages after it.
@@ -127,7 +129,8 @@ pub mod layout {
 pub const EXIT_PORT: u16 = 0xf4;
 
 /// Assembly appended to every long-mode guest: `set_gate` (edi = vector, rsi = handler)
-/// writes a present 64-bit interrupt gate into the IDT; `pic_init` programs the 8259s.
+/// writes a present 64-bit interrupt gate into the IDT; `pic_init` programs the 8259s;
+/// `start_ticker` / `wait_ticks` (edi = ticks) give a halted 1 ms delay.
 const GUEST_LIB: &str = r#"
 set_gate:
     mov eax, edi
@@ -142,6 +145,39 @@ set_gate:
     shr rdx, 16
     mov dword ptr [rax + 8], edx
     mov dword ptr [rax + 12], 0
+    ret
+
+# A 1 ms tick from the local APIC timer (periodic, vector 0x40) counted at 0x9100, so that
+# a vCPU can wait by halting instead of spinning (a spinning vCPU starves the others on a
+# busy host, and kvm-pvm exits on every PAUSE).
+tick_handler:
+    push rax
+    lock inc dword ptr [0x9100]
+    mov rax, 0xfee000b0
+    mov dword ptr [rax], 0
+    pop rax
+    iretq
+start_ticker:
+    push rbx
+    mov edi, 0x40
+    lea rsi, [rip + tick_handler]
+    call set_gate
+    mov rbx, 0xfee00000
+    mov dword ptr [rbx + 0xf0], 0x1ff
+    mov dword ptr [rbx + 0x3e0], 0xb
+    mov dword ptr [rbx + 0x320], 0x20040
+    mov dword ptr [rbx + 0x380], 1000000
+    pop rbx
+    ret
+# Wait edi ticks, halted (returns with IF clear).
+wait_ticks:
+    mov eax, dword ptr [0x9100]
+    add eax, edi
+1:  sti
+    hlt
+    cli
+    cmp dword ptr [0x9100], eax
+    jb 1b
     ret
 
 # The 8259 pair initialised as a PC BIOS does (vectors 0x20-0x27 and 0x28-0x2f, cascade
@@ -272,12 +308,15 @@ pub fn long_mode_state() -> VcpuState {
 }
 
 /// A guest: long-mode code (`.code64` is prepended, the macros `SET_GATE vec, label` and
-/// `EXIT` are available) plus optional real-mode code for the AP trampoline at 0x8000.
+/// `EXIT` are available) plus optional real-mode code for the AP trampolines at 0x8000
+/// and 0xA000.
 pub struct Guest {
     /// Long-mode code, assembled at `layout::CODE`.
     pub code: String,
     /// Real-mode code for `layout::TRAMPOLINE` (linked at offset 0: CS = 0x0800).
     pub trampoline: Option<&'static str>,
+    /// Real-mode code for `layout::TRAMPOLINE2` (linked at offset 0: CS = 0x0A00).
+    pub trampoline2: Option<&'static str>,
     /// vCPUs.
     pub cpus: u32,
     /// Change the initial state (e.g. an empty IDT).
@@ -292,6 +331,7 @@ impl Guest {
         Guest {
             code: code.to_string(),
             trampoline: None,
+            trampoline2: None,
             cpus: 1,
             adjust: None,
             timeout: Duration::from_secs(30),
@@ -307,14 +347,16 @@ impl Guest {
         let mut img = vec![0u8; layout::IMAGE_BASE_LEN + code.len()];
         write_tables(&mut img);
         img[layout::CODE as usize..].copy_from_slice(&code);
-        if let Some(t) = self.trampoline {
-            let t = asm(&format!(".code16\n{t}"), 0);
-            let at = layout::TRAMPOLINE as usize;
-            assert!(
-                at + t.len() <= layout::RESULTS as usize,
-                "trampoline too big"
-            );
-            img[at..at + t.len()].copy_from_slice(&t);
+        for (t, at) in [
+            (self.trampoline, layout::TRAMPOLINE),
+            (self.trampoline2, layout::TRAMPOLINE2),
+        ] {
+            if let Some(t) = t {
+                let t = asm(&format!(".code16\n{t}"), 0);
+                let at = at as usize;
+                assert!(t.len() <= 0x1000, "trampoline too big");
+                img[at..at + t.len()].copy_from_slice(&t);
+            }
         }
         img
     }
