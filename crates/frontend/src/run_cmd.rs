@@ -34,6 +34,10 @@ pub struct RunArgs {
     /// Execution engine: auto (KVM with VT-x/AMD-V, else the interpreter), kvm, interpreter.
     #[arg(long, default_value = "auto")]
     pub engine: EngineChoice,
+    /// With a VM: put its first serial port (COM1) on this terminal, whatever host mode the
+    /// .vbox gives it (VBoxHeadless has no such thing; it is how the demo shows its shell).
+    #[arg(long, requires = "vm")]
+    pub console: bool,
     /// Keep the real-time clock in UTC (VirtualBox's RTCUseUTC); default local time.
     #[arg(long)]
     pub rtc_utc: bool,
@@ -234,6 +238,9 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
             cfg.extra_serial
                 .push((u.io_base, u32::from(u.irq), console));
         }
+    }
+    if args.console {
+        cfg.console = Console::Stdio;
     }
     validate_sizes(cfg.memory_mib, cfg.cpus)?;
     let inputs = Inputs {
