@@ -175,7 +175,11 @@ impl VmdkLayer {
             ));
         }
         let mut text = vec![0u8; (hdr.desc_size * 512) as usize];
-        storage.read_at(&mut text, hdr.desc_offset * 512)?;
+        let desc_at = hdr
+            .desc_offset
+            .checked_mul(512)
+            .ok_or_else(|| corrupt(&path, "absurd descriptor offset"))?;
+        storage.read_at(&mut text, desc_at)?;
         let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
         let desc = Descriptor::parse(&String::from_utf8_lossy(&text[..end]))
             .map_err(|m| corrupt(&path, m))?;
@@ -556,5 +560,21 @@ impl Drop for VmdkLayer {
         if self.writable {
             let _ = self.flush();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::MemStorage;
+
+    #[test]
+    fn absurd_descriptor_offset_is_an_error_not_a_panic() {
+        // Found by the media_vmdk fuzz target: desc_offset * 512 overflowed.
+        let (mut h, _) = SparseExtent::layout(2048, 20);
+        h.desc_offset = u64::MAX / 100;
+        let st = MemStorage::new("x.vmdk", h.to_bytes().to_vec());
+        let e = VmdkLayer::open(Box::new(st), false, false).err().unwrap();
+        assert!(e.to_string().contains("x.vmdk"), "{e}");
     }
 }
