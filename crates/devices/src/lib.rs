@@ -17,3 +17,6 @@ pub mod i8042;
 pub mod pci;
 pub mod post;
 pub mod uart;
+
+// Storage controllers.
+pub mod storage;
