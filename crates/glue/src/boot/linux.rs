@@ -383,11 +383,24 @@ mod tests {
         let k = fake_bzimage();
         let mut initrd = vec![0x5a; 10_000];
         initrd[..2].copy_from_slice(&[0x1f, 0x8b]); // gzip magic
-        let e820 = [E820Entry {
-            addr: 0,
-            size: 0x9fc00,
-            kind: 1,
-        }];
+        let e820 = [
+            E820Entry {
+                addr: 0,
+                size: 0x9fc00,
+                kind: 1,
+            },
+            E820Entry {
+                addr: 0x10_0000,
+                size: (60 << 20) - 0x10_0000,
+                kind: 1,
+            },
+            // The top 4 MiB reserved (where the ACPI tables go): no initrd there.
+            E820Entry {
+                addr: 60 << 20,
+                size: 4 << 20,
+                kind: 2,
+            },
+        ];
         let s = load(
             &mem,
             &LinuxImage {
@@ -405,9 +418,11 @@ mod tests {
         assert!(s.long_mode() && s.cs.attr & Segment::L != 0);
         let rd = mem.read_le::<4>(BOOT_PARAMS + 0x218).unwrap();
         assert_eq!(rd % 4096, 0);
+        assert!(rd + 10_000 <= 60 << 20, "initrd in usable RAM (at {rd:#x})");
+        assert!(rd >= 0x100_0000 + 0x10_0000, "initrd above the kernel");
         assert_eq!(mem.read_le::<1>(rd + 2).unwrap(), 0x5a);
         assert_eq!(mem.read_le::<4>(BOOT_PARAMS + 0x21c).unwrap(), 10_000);
-        assert_eq!(mem.read_le::<1>(BOOT_PARAMS + 0x1e8).unwrap(), 1);
+        assert_eq!(mem.read_le::<1>(BOOT_PARAMS + 0x1e8).unwrap(), 3);
         assert_eq!(mem.read_le::<8>(BOOT_PARAMS + 0x70).unwrap(), 0xe0000);
         let mut c = [0u8; 14];
         mem.read(CMDLINE, &mut c).unwrap();
