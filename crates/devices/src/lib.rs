@@ -18,5 +18,8 @@ pub mod pci;
 pub mod post;
 pub mod uart;
 
+// Display.
+pub mod vga;
+
 // Storage controllers.
 pub mod storage;

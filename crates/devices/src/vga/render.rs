@@ -1,0 +1,461 @@
+//! Scan-out: turns the adapter's state into a 32-bit host framebuffer, redrawing only what
+//! changed. Text modes draw from the character/attribute planes (0 and 1) with the font the
+//! BIOS loaded into plane 2; graphics modes are 16-colour planar and 256-colour (chain-4);
+//! linear (VBE/HGSMI) modes are 8, 15, 16, 24 and 32 bpp. What changed comes from the VRAM
+//! dirty pages (graphics) or a per-cell cache (text), never from comparing pixels.
+//!
+//! One [`Renderer`] per adapter: it clears the adapter's dirty bits as it consumes them.
+
+use super::regs::AR_PAS;
+use super::vbe::{bytes_per_pixel, LinearMode};
+use super::Vga;
+
+/// Largest picture the renderer produces per side (bigger guest modes are clipped), so a
+/// guest cannot make the host allocate more than 256 MiB for the picture.
+pub const MAX_SIDE: u32 = 8192;
+
+/// A rectangle of the picture in pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Rect {
+    /// Left.
+    pub x: u32,
+    /// Top.
+    pub y: u32,
+    /// Width.
+    pub w: u32,
+    /// Height.
+    pub h: u32,
+}
+
+impl Rect {
+    /// The whole of a `w` x `h` picture.
+    pub fn full(w: u32, h: u32) -> Rect {
+        Rect { x: 0, y: 0, w, h }
+    }
+}
+
+/// The guest's picture as the host sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Framebuffer {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Row-major pixels, `width` per row, each 0x00RRGGBB.
+    pub pixels: Vec<u32>,
+}
+
+impl Framebuffer {
+    /// A black picture.
+    pub fn new(width: u32, height: u32) -> Self {
+        Framebuffer {
+            width,
+            height,
+            pixels: vec![0; width as usize * height as usize],
+        }
+    }
+
+    /// The pixel at (x, y), or None outside.
+    pub fn pixel(&self, x: u32, y: u32) -> Option<u32> {
+        if x >= self.width || y >= self.height {
+            return None;
+        }
+        self.pixels
+            .get(y as usize * self.width as usize + x as usize)
+            .copied()
+    }
+}
+
+/// What the adapter scans out, as far as the picture's layout is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    Blank { w: u32, h: u32 },
+    Text(TextLayout),
+    Planar16 { w: u32, h: u32 },
+    Chain256 { w: u32, h: u32 },
+    Linear(LinearMode),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TextLayout {
+    cols: u32,
+    rows: u32,
+    cw: u32,
+    ch: u32,
+}
+
+impl Layout {
+    fn size(&self) -> (u32, u32) {
+        let (w, h) = match *self {
+            Layout::Blank { w, h } => (w, h),
+            Layout::Text(t) => (t.cols * t.cw, t.rows * t.ch),
+            Layout::Planar16 { w, h, .. } | Layout::Chain256 { w, h, .. } => (w, h),
+            Layout::Linear(m) => (m.width, m.height),
+        };
+        (w.clamp(1, MAX_SIDE), h.clamp(1, MAX_SIDE))
+    }
+}
+
+impl Vga {
+    fn layout(&self) -> Layout {
+        if let Some(m) = self.dispi.mode() {
+            return Layout::Linear(m);
+        }
+        if let Some(m) = self.hgsmi_mode() {
+            return Layout::Linear(m);
+        }
+        let r = &self.regs;
+        let vdisp = r.vdisplay();
+        let chars = r.chars_per_line();
+        if r.attr_index & AR_PAS == 0 || r.seq[1] & 0x20 != 0 || chars < 8 || vdisp < 8 {
+            return Layout::Blank {
+                w: if chars >= 8 { chars * 8 } else { 640 },
+                h: if vdisp >= 8 { vdisp } else { 480 },
+            };
+        }
+        if r.gc[6] & 1 == 0 {
+            let ch = r.char_height();
+            return Layout::Text(TextLayout {
+                cols: chars,
+                rows: (vdisp / ch).max(1),
+                cw: r.char_width(),
+                ch,
+            });
+        }
+        let mut repeat = r.char_height();
+        if r.crtc[9] & 0x80 != 0 {
+            repeat *= 2;
+        }
+        let h = (vdisp / repeat).max(1);
+        if (r.gc[5] >> 5) & 2 != 0 {
+            // 256 colours: two dot clocks per pixel when the attribute controller's
+            // 8-bit pixel mode is on (mode 13h).
+            let w = if r.attr[0x10] & 0x40 != 0 {
+                chars * 4
+            } else {
+                chars * 8
+            };
+            Layout::Chain256 { w, h }
+        } else {
+            Layout::Planar16 { w: chars * 8, h }
+        }
+    }
+
+    /// The characters on screen in a text mode, one string per row (code page 437
+    /// printable ASCII as is, NUL as a space, other codes as '.'); None in graphics modes.
+    pub fn text_screen(&self) -> Option<Vec<String>> {
+        let Layout::Text(t) = self.layout() else {
+            return None;
+        };
+        let start = self.regs.start_address();
+        let off = self.regs.line_offset();
+        let mut rows = Vec::new();
+        for row in 0..t.rows {
+            let mut s = String::new();
+            for col in 0..t.cols {
+                let a = ((start + row * off + col) & 0xffff) as usize * 4;
+                let c = self.vram.get(a).copied().unwrap_or(0);
+                s.push(match c {
+                    0 => ' ',
+                    0x20..=0x7e => c as char,
+                    _ => '.',
+                });
+            }
+            rows.push(s.trim_end().to_string());
+        }
+        Some(rows)
+    }
+}
+
+/// Draws an adapter's picture into a [`Framebuffer`] and reports what changed.
+#[derive(Debug)]
+pub struct Renderer {
+    fb: Framebuffer,
+    layout: Option<Layout>,
+    /// Text mode: per cell (char | attr << 8 | cursor-line bits << 16) as last drawn.
+    cells: Vec<u32>,
+    /// Text mode: the font area of plane 2 as last drawn.
+    font: Vec<u8>,
+}
+
+impl Default for Renderer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Collects changed rows into full-width bands.
+struct Bands {
+    out: Vec<Rect>,
+    width: u32,
+    open: Option<(u32, u32)>,
+}
+
+impl Bands {
+    fn new(width: u32) -> Self {
+        Bands {
+            out: Vec::new(),
+            width,
+            open: None,
+        }
+    }
+    fn row(&mut self, y: u32, changed: bool) {
+        match (self.open, changed) {
+            (Some((s, e)), true) if e == y => self.open = Some((s, y + 1)),
+            (Some(_), true) => {
+                self.close();
+                self.open = Some((y, y + 1));
+            }
+            (None, true) => self.open = Some((y, y + 1)),
+            (_, false) => self.close(),
+        }
+    }
+    fn close(&mut self) {
+        if let Some((s, e)) = self.open.take() {
+            self.out.push(Rect {
+                x: 0,
+                y: s,
+                w: self.width,
+                h: e - s,
+            });
+        }
+    }
+    fn finish(mut self) -> Vec<Rect> {
+        self.close();
+        self.out
+    }
+}
+
+impl Renderer {
+    /// A renderer that has drawn nothing yet.
+    pub fn new() -> Self {
+        Renderer {
+            fb: Framebuffer::new(640, 480),
+            layout: None,
+            cells: Vec::new(),
+            font: Vec::new(),
+        }
+    }
+
+    /// The picture as last refreshed.
+    pub fn framebuffer(&self) -> &Framebuffer {
+        &self.fb
+    }
+
+    /// Bring the picture up to date with `vga`; returns the rectangles that changed (the
+    /// whole picture after a mode change).
+    pub fn refresh(&mut self, vga: &mut Vga) -> Vec<Rect> {
+        let layout = vga.layout();
+        let (w, h) = layout.size();
+        let mut full = vga.redraw || self.layout != Some(layout);
+        if self.fb.width != w || self.fb.height != h {
+            self.fb = Framebuffer::new(w, h);
+            full = true;
+        }
+        if self.layout != Some(layout) {
+            self.cells.clear();
+            self.font.clear();
+        }
+        self.layout = Some(layout);
+        let rects = match layout {
+            Layout::Blank { .. } => {
+                if full {
+                    self.fb.pixels.fill(0);
+                }
+                if full {
+                    vec![Rect::full(w, h)]
+                } else {
+                    Vec::new()
+                }
+            }
+            Layout::Text(t) => self.draw_text(vga, t, full),
+            Layout::Planar16 { .. } => self.draw_lines(vga, full, false),
+            Layout::Chain256 { .. } => self.draw_lines(vga, full, true),
+            Layout::Linear(m) => self.draw_linear(vga, m, full),
+        };
+        vga.dirty.clear();
+        vga.redraw = false;
+        if full {
+            vec![Rect::full(w, h)]
+        } else {
+            rects
+        }
+    }
+
+    fn draw_linear(&mut self, vga: &Vga, m: LinearMode, full: bool) -> Vec<Rect> {
+        let w = self.fb.width;
+        let h = self.fb.height;
+        let bypp = bytes_per_pixel(m.bpp) as usize;
+        let dac8 = vga.dispi.dac8();
+        let mut bands = Bands::new(w);
+        for y in 0..h {
+            let off = m.start as usize + y as usize * m.pitch as usize;
+            let len = w as usize * bypp;
+            let changed = full || vga.dirty.any(off, len);
+            if changed {
+                let row =
+                    &mut self.fb.pixels[y as usize * w as usize..(y as usize + 1) * w as usize];
+                let src = vga.vram.get(off..off + len);
+                for (x, px) in row.iter_mut().enumerate() {
+                    let Some(s) = src else {
+                        *px = 0;
+                        continue;
+                    };
+                    let p = &s[x * bypp..x * bypp + bypp];
+                    *px = match m.bpp {
+                        32 | 24 => u32::from(p[0]) | u32::from(p[1]) << 8 | u32::from(p[2]) << 16,
+                        16 => {
+                            let v = u32::from(u16::from_le_bytes([p[0], p[1]]));
+                            expand5((v >> 11) & 0x1f) << 16
+                                | expand6((v >> 5) & 0x3f) << 8
+                                | expand5(v & 0x1f)
+                        }
+                        15 => {
+                            let v = u32::from(u16::from_le_bytes([p[0], p[1]]));
+                            expand5((v >> 10) & 0x1f) << 16
+                                | expand5((v >> 5) & 0x1f) << 8
+                                | expand5(v & 0x1f)
+                        }
+                        _ => vga.regs.dac_rgb(p[0], dac8),
+                    };
+                }
+            }
+            bands.row(y, changed);
+        }
+        bands.finish()
+    }
+
+    fn draw_lines(&mut self, vga: &Vga, full: bool, chain: bool) -> Vec<Rect> {
+        let w = self.fb.width;
+        let h = self.fb.height;
+        let start = vga.regs.start_address();
+        let offset = vga.regs.line_offset();
+        let dac8 = vga.dispi.dac8();
+        // The 16 attribute colours through the palette registers and the DAC.
+        let mut pal16 = [0u32; 16];
+        for (i, p) in pal16.iter_mut().enumerate() {
+            *p = vga.regs.dac_rgb(vga.regs.attr_to_dac(i as u8), dac8);
+        }
+        let plane_mask = vga.regs.attr[0x12] & 0x0f;
+        let mut bands = Bands::new(w);
+        for y in 0..h {
+            let addr = start.wrapping_add(y.wrapping_mul(offset)) & 0xffff;
+            let vstart = addr as usize * 4;
+            let vlen = if chain {
+                w as usize
+            } else {
+                (w as usize).div_ceil(8) * 4
+            };
+            let changed = full || vga.dirty.any(vstart, vlen);
+            if changed {
+                let row =
+                    &mut self.fb.pixels[y as usize * w as usize..(y as usize + 1) * w as usize];
+                for (x, px) in row.iter_mut().enumerate() {
+                    *px = if chain {
+                        let i = (vstart + x) & 0x3_ffff;
+                        vga.regs
+                            .dac_rgb(vga.vram.get(i).copied().unwrap_or(0), dac8)
+                    } else {
+                        let a = ((addr as usize + x / 8) & 0xffff) * 4;
+                        let bit = 7 - (x % 8);
+                        let mut c = 0u8;
+                        for p in 0..4 {
+                            let b = vga.vram.get(a + p).copied().unwrap_or(0);
+                            c |= ((b >> bit) & 1) << p;
+                        }
+                        pal16[usize::from(c & plane_mask)]
+                    };
+                }
+            }
+            bands.row(y, changed);
+        }
+        bands.finish()
+    }
+
+    fn draw_text(&mut self, vga: &Vga, t: TextLayout, full: bool) -> Vec<Rect> {
+        let regs = &vga.regs;
+        let dac8 = vga.dispi.dac8();
+        let w = self.fb.width;
+        // Font: character map A/B from sequencer register 3, glyphs of 32 bytes in plane 2.
+        let sel = regs.seq[3];
+        let map_a = (((sel >> 5) & 1) | ((sel << 1) & 6)) as usize * 8192;
+        let map_b = (((sel >> 4) & 1) | ((sel >> 1) & 6)) as usize * 8192;
+        let mut font = Vec::with_capacity(2 * 8192);
+        for base in [map_a, map_b] {
+            for i in 0..8192 {
+                font.push(vga.vram.get((base + i) * 4 + 2).copied().unwrap_or(0));
+            }
+        }
+        let font_changed = font != self.font;
+        self.font = font;
+        let ncells = (t.cols * t.rows) as usize;
+        if self.cells.len() != ncells {
+            self.cells = vec![u32::MAX; ncells];
+        }
+        let mut pal16 = [0u32; 16];
+        for (i, p) in pal16.iter_mut().enumerate() {
+            *p = regs.dac_rgb(regs.attr_to_dac(i as u8), dac8);
+        }
+        let blink = regs.attr[0x10] & 0x08 != 0;
+        let line_gfx = regs.attr[0x10] & 0x04 != 0;
+        let start = regs.start_address();
+        let offset = regs.line_offset();
+        let cursor_on = regs.crtc[0x0a] & 0x20 == 0;
+        let cursor_at =
+            ((u32::from(regs.crtc[0x0e]) << 8) | u32::from(regs.crtc[0x0f])).wrapping_sub(start);
+        let (cs, ce) = (
+            u32::from(regs.crtc[0x0a] & 0x1f),
+            u32::from(regs.crtc[0x0b] & 0x1f),
+        );
+        let mut bands = Bands::new(w);
+        for row in 0..t.rows {
+            let mut row_changed = false;
+            for col in 0..t.cols {
+                let a = ((start + row * offset + col) & 0xffff) as usize * 4;
+                let c = vga.vram.get(a).copied().unwrap_or(0);
+                let attr = vga.vram.get(a + 1).copied().unwrap_or(0);
+                let cell = row * t.cols + col;
+                let cursor = cursor_on && row * offset + col == cursor_at;
+                let key = u32::from(c) | u32::from(attr) << 8 | u32::from(cursor) << 16;
+                let slot = &mut self.cells[cell as usize];
+                if !full && !font_changed && *slot == key {
+                    continue;
+                }
+                *slot = key;
+                row_changed = true;
+                let fg = pal16[usize::from(attr & 0x0f)];
+                let bg = pal16[usize::from(if blink { (attr >> 4) & 7 } else { attr >> 4 })];
+                let use_b = attr & 0x08 != 0 && map_a != map_b;
+                let glyph = usize::from(c) * 32 + if use_b { 8192 } else { 0 };
+                for line in 0..t.ch {
+                    let bits = self.font.get(glyph + line as usize).copied().unwrap_or(0);
+                    let on_cursor = cursor && line >= cs && line <= ce;
+                    let y = row * t.ch + line;
+                    let base = y as usize * w as usize + (col * t.cw) as usize;
+                    for x in 0..t.cw {
+                        let set = if x < 8 {
+                            bits & (0x80 >> x) != 0
+                        } else {
+                            line_gfx && (0xc0..=0xdf).contains(&c) && bits & 1 != 0
+                        };
+                        if let Some(px) = self.fb.pixels.get_mut(base + x as usize) {
+                            *px = if set || on_cursor { fg } else { bg };
+                        }
+                    }
+                }
+            }
+            for line in 0..t.ch {
+                bands.row(row * t.ch + line, row_changed);
+            }
+        }
+        bands.finish()
+    }
+}
+
+fn expand5(v: u32) -> u32 {
+    (v << 3) | (v >> 2)
+}
+
+fn expand6(v: u32) -> u32 {
+    (v << 2) | (v >> 4)
+}
