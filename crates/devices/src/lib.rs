@@ -23,3 +23,6 @@ pub mod vga;
 
 // Storage controllers.
 pub mod storage;
+
+// Guest Additions.
+pub mod vmmdev;
