@@ -38,12 +38,42 @@ pub(crate) struct Block {
     pub gen: u32,
     /// Second page touched by an instruction straddling the page end.
     pub page2: Option<(u64, u32)>,
+    /// Blocks that followed this one (branch taken / not taken), so the loop can skip the
+    /// fetch translation and the hash lookup.
+    pub links: [Link; 2],
 }
 
-/// The cache.
+/// A remembered successor: the block at linear address `lin`, valid while the fetch
+/// context (`ctx`: TLB epoch, code size, CPL) is the same.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Link {
+    pub lin: u64,
+    pub ctx: u64,
+    pub slot: u32,
+}
+
+/// A link that matches nothing.
+pub(crate) const NO_LINK: Link = Link {
+    lin: u64::MAX,
+    ctx: u64::MAX,
+    slot: u32::MAX,
+};
+
+/// The fetch context of a link: what, besides the linear address, decides which backing
+/// page an instruction fetch reads and whether it may.
+#[inline]
+pub(crate) fn fetch_ctx(tlb_epoch: u64, bits: u32, cpl: u8) -> u64 {
+    (tlb_epoch << 10) | (u64::from(bits) << 2) | u64::from(cpl)
+}
+
+/// The cache: blocks in a slab, found through a map from key to slot, so the execution loop
+/// looks a block up once and then works with its slot number.
 #[derive(Default)]
 pub(crate) struct BlockCache {
-    map: HashMap<u64, Block, BuildHasherDefault<KeyHasher>>,
+    map: HashMap<u64, u32, BuildHasherDefault<KeyHasher>>,
+    blocks: Vec<Block>,
+    /// Bumped when the cache is emptied (slot numbers are reused afterwards).
+    generation: u64,
 }
 
 /// Cache key of a block.
@@ -53,10 +83,11 @@ pub(crate) fn key(backing_off: u64, bits: u32) -> u64 {
 }
 
 impl BlockCache {
-    /// Look a block up, checking that its code is unchanged.
+    /// Look a block up, checking that its code is unchanged; returns its slot.
     #[inline]
-    pub(crate) fn get(&self, k: u64, mem: &pgm::GuestMemory) -> Option<&Block> {
-        let b = self.map.get(&k)?;
+    pub(crate) fn get(&self, k: u64, mem: &pgm::GuestMemory) -> Option<u32> {
+        let &slot = self.map.get(&k)?;
+        let b = self.blocks.get(slot as usize)?;
         if mem.code_page_generation(b.page) != b.gen {
             return None;
         }
@@ -65,27 +96,81 @@ impl BlockCache {
                 return None;
             }
         }
-        Some(b)
+        Some(slot)
     }
 
-    /// Insert a block.
-    pub(crate) fn insert(&mut self, k: u64, b: Block) -> &Block {
-        if self.map.len() >= MAX_BLOCKS {
-            self.map.clear();
+    /// The block in `slot` (as returned by [`BlockCache::get`] or [`BlockCache::insert`]).
+    #[inline]
+    pub(crate) fn block(&self, slot: u32) -> Option<&Block> {
+        self.blocks.get(slot as usize)
+    }
+
+    /// Slot numbers are valid while this is unchanged.
+    #[inline]
+    pub(crate) fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The successor of block `from` remembered for (`lin`, `ctx`), if its code is unchanged.
+    #[inline]
+    pub(crate) fn follow(
+        &self,
+        from: u32,
+        lin: u64,
+        ctx: u64,
+        mem: &pgm::GuestMemory,
+    ) -> Option<u32> {
+        let b = self.blocks.get(from as usize)?;
+        let l = b.links.iter().find(|l| l.lin == lin && l.ctx == ctx)?;
+        let t = self.blocks.get(l.slot as usize)?;
+        if mem.code_page_generation(t.page) != t.gen {
+            return None;
         }
-        self.map.insert(k, b);
-        // Just inserted.
-        self.map.get(&k).unwrap_or_else(|| unreachable!())
+        if let Some((p, g)) = t.page2 {
+            if mem.code_page_generation(p) != g {
+                return None;
+            }
+        }
+        Some(l.slot)
+    }
+
+    /// Remember that block `to` (at `lin` in context `ctx`) followed block `from`.
+    #[inline]
+    pub(crate) fn link(&mut self, from: u32, lin: u64, ctx: u64, to: u32) {
+        if let Some(b) = self.blocks.get_mut(from as usize) {
+            // Keep the most recent two successors.
+            b.links[1] = b.links[0];
+            b.links[0] = Link { lin, ctx, slot: to };
+        }
+    }
+
+    /// Insert a block (replacing a stale one with the same key); returns its slot.
+    pub(crate) fn insert(&mut self, k: u64, b: Block) -> u32 {
+        if let Some(&slot) = self.map.get(&k) {
+            if let Some(old) = self.blocks.get_mut(slot as usize) {
+                *old = b;
+                return slot;
+            }
+        }
+        if self.blocks.len() >= MAX_BLOCKS {
+            self.clear();
+        }
+        let slot = self.blocks.len() as u32;
+        self.blocks.push(b);
+        self.map.insert(k, slot);
+        slot
     }
 
     /// Drop everything.
     pub(crate) fn clear(&mut self) {
         self.map.clear();
+        self.blocks.clear();
+        self.generation = self.generation.wrapping_add(1);
     }
 
     /// Number of cached blocks.
     pub(crate) fn len(&self) -> usize {
-        self.map.len()
+        self.blocks.len()
     }
 }
 
@@ -126,4 +211,67 @@ pub(crate) fn decode_block(
         }
     }
     (out, straddle, ran_out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn block(mem: &pgm::GuestMemory, page: u64) -> Block {
+        Block {
+            instrs: Vec::new(),
+            page,
+            gen: mem.watch_code_page(page),
+            page2: None,
+            links: [NO_LINK; 2],
+        }
+    }
+
+    #[test]
+    fn links_follow_only_the_same_context_and_unchanged_code() {
+        let mem = pgm::GuestMemory::new(pgm::MemoryLayout::pc(16 << 20).unwrap()).unwrap();
+        let mut c = BlockCache::default();
+        let a = c.insert(key(0x1000, 64), block(&mem, 0x1000));
+        let b = c.insert(key(0x2000, 64), block(&mem, 0x2000));
+        let ctx = fetch_ctx(5, 64, 0);
+        c.link(a, 0xffff_8000_0000_2000, ctx, b);
+        assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, &mem), Some(b));
+        // Another TLB epoch, code size or CPL: no link.
+        assert_eq!(
+            c.follow(a, 0xffff_8000_0000_2000, fetch_ctx(6, 64, 0), &mem),
+            None
+        );
+        assert_eq!(
+            c.follow(a, 0xffff_8000_0000_2000, fetch_ctx(5, 32, 0), &mem),
+            None
+        );
+        assert_eq!(
+            c.follow(a, 0xffff_8000_0000_2000, fetch_ctx(5, 64, 3), &mem),
+            None
+        );
+        assert_eq!(c.follow(a, 0xffff_8000_0000_3000, ctx, &mem), None);
+        // The target's code was written: the link is stale.
+        mem.backing_write(0x2010, &[0x90]).unwrap();
+        assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, &mem), None);
+        // Emptying the cache changes the generation slot numbers belong to.
+        let g = c.generation();
+        c.clear();
+        assert_ne!(c.generation(), g);
+        assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, &mem), None);
+    }
+
+    #[test]
+    fn a_stale_block_is_replaced_in_its_slot() {
+        let mem = pgm::GuestMemory::new(pgm::MemoryLayout::pc(16 << 20).unwrap()).unwrap();
+        let mut c = BlockCache::default();
+        let k = key(0x3000, 64);
+        let s = c.insert(k, block(&mem, 0x3000));
+        assert_eq!(c.get(k, &mem), Some(s));
+        mem.backing_write(0x3000, &[0xcc]).unwrap();
+        assert_eq!(c.get(k, &mem), None);
+        let s2 = c.insert(k, block(&mem, 0x3000));
+        assert_eq!(s2, s);
+        assert_eq!(c.len(), 1);
+        assert_eq!(c.get(k, &mem), Some(s));
+    }
 }

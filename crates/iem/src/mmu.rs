@@ -52,22 +52,28 @@ const EMPTY: TlbEntry = TlbEntry {
 /// A direct-mapped software TLB.
 pub(crate) struct Tlb {
     e: Box<[TlbEntry; TLB_N]>,
+    /// Bumped by every flush: translations remembered elsewhere (the links between decoded
+    /// blocks) are valid only while it is unchanged.
+    pub epoch: u64,
 }
 
 impl Tlb {
     pub(crate) fn new() -> Self {
         Tlb {
             e: Box::new([EMPTY; TLB_N]),
+            epoch: 0,
         }
     }
 
     /// Drop every entry.
     pub(crate) fn flush_all(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
         self.e.fill(EMPTY);
     }
 
     /// Drop non-global entries (CR3 write with CR4.PGE).
     pub(crate) fn flush_nonglobal(&mut self) {
+        self.epoch = self.epoch.wrapping_add(1);
         for e in self.e.iter_mut() {
             if !e.global {
                 *e = EMPTY;
@@ -77,6 +83,7 @@ impl Tlb {
 
     /// Drop the entry for one linear address (INVLPG).
     pub(crate) fn flush_page(&mut self, lin: u64) {
+        self.epoch = self.epoch.wrapping_add(1);
         let vpn = lin >> 12;
         let e = &mut self.e[(vpn as usize) % TLB_N];
         if e.tag == vpn {

@@ -128,9 +128,23 @@ impl IemVcpu {
                 None
             };
             let ret = c.s.rip;
+            tracing::trace!(
+                vector = cur.vector,
+                ?code,
+                rip = ret,
+                cr2 = c.s.cr2,
+                "iem: exception"
+            );
             match c.deliver(cur.vector, Ev::Exc, code, ret) {
                 Ok(()) => return None,
                 Err(Stop::Fault(nf)) => {
+                    tracing::debug!(
+                        vector = cur.vector,
+                        nested = nf.vector,
+                        nested_code = ?nf.code,
+                        rip = ret,
+                        "iem: fault while delivering an exception"
+                    );
                     if cur.vector == vec::DF {
                         return Some(VmExit::Shutdown);
                     }
@@ -173,8 +187,8 @@ impl IemVcpu {
         self.cpu.pending_in.is_some() || !self.cpu.mmio_replay.is_empty()
     }
 
-    /// Fetch (decode if needed) the block at the current RIP.
-    fn block_key(&mut self) -> Result<u64, Flow> {
+    /// Fetch (decode if needed) the block at the current RIP; returns its cache slot.
+    fn block_key(&mut self) -> Result<u32, Flow> {
         let c = &mut self.cpu;
         let lin = c.s.cs.base.wrapping_add(c.s.rip);
         let lin = if c.long64() { lin } else { lin & 0xffff_ffff };
@@ -195,8 +209,8 @@ impl IemVcpu {
         };
         let k = icache::key(off, c.bits);
         c.code_page = off >> 12;
-        if self.cache.get(k, &c.mem).is_some() {
-            return Ok(k);
+        if let Some(slot) = self.cache.get(k, &c.mem) {
+            return Ok(slot);
         }
         // Decode: watch the page first so a write racing with the read bumps the generation.
         let page = off & !0xfff;
@@ -247,21 +261,22 @@ impl IemVcpu {
             None
         };
         self.stats.blocks_decoded += 1;
-        self.cache.insert(
+        Ok(self.cache.insert(
             k,
             Block {
                 instrs,
                 page,
                 gen,
                 page2,
+                links: [icache::NO_LINK; 2],
             },
-        );
-        Ok(k)
+        ))
     }
 
     /// Execute one block (or one instruction when an interrupt shadow is active).
-    fn exec_block(&mut self, k: u64, budget: &mut u64) -> Flow {
-        let Some(block) = self.cache.get(k, &self.cpu.mem) else {
+    fn exec_block(&mut self, slot: u32, budget: &mut u64) -> Flow {
+        // `block_key` just validated the slot against the code-page generations.
+        let Some(block) = self.cache.block(slot) else {
             return Flow::Continue;
         };
         let c = &mut self.cpu;
@@ -315,6 +330,7 @@ impl IemVcpu {
                     break;
                 }
                 Err(Stop::Fault(f)) => {
+                    tracing::trace!(ins = %ins, ?f, rip = c.start_rip, "iem: instruction faulted");
                     c.s.rip = c.start_rip;
                     c.mmio_wq.truncate(wq);
                     c.mmio_replay.clear();
@@ -385,8 +401,14 @@ impl Vcpu for IemVcpu {
         }
         c.exit = None;
         let mut budget = self.slice;
+        // The block run last (slot, cache generation): its links find the next one.
+        let mut prev: Option<(u32, u64)> = None;
         loop {
-            if self.recall.0.swap(false, Ordering::AcqRel) || budget == 0 {
+            // A plain load first: an atomic swap on every block is measurably slow.
+            if budget == 0
+                || (self.recall.0.load(Ordering::Relaxed)
+                    && self.recall.0.swap(false, Ordering::AcqRel))
+            {
                 return Ok(VmExit::Recalled);
             }
             let g = self.cpu.mem.map_generation();
@@ -413,14 +435,46 @@ impl Vcpu for IemVcpu {
                     }
                 }
             }
-            let k = match self.block_key() {
-                Ok(k) => k,
-                Err(Flow::Continue) => {
-                    budget = budget.saturating_sub(1);
-                    continue;
-                }
-                Err(Flow::Exit(e)) => return Ok(self.finish(e)),
+            // Follow the previous block's link when it remembers this address; else
+            // translate the fetch and look the block up (decoding it on a miss).
+            let c = &mut self.cpu;
+            let lin = c.s.cs.base.wrapping_add(c.s.rip);
+            let lin = if c.long64() { lin } else { lin & 0xffff_ffff };
+            let ctx = icache::fetch_ctx(c.tlb.epoch, c.bits, c.cpl());
+            let cache_gen = self.cache.generation();
+            let linked = match prev {
+                Some((p, g)) if g == cache_gen => self.cache.follow(p, lin, ctx, &c.mem),
+                _ => None,
             };
+            let k = match linked {
+                Some(k) => {
+                    if let Some(b) = self.cache.block(k) {
+                        self.cpu.code_page = b.page >> 12;
+                    }
+                    k
+                }
+                None => match self.block_key() {
+                    Ok(k) => {
+                        // Only link when nothing changed the fetch context on the way.
+                        let c = &self.cpu;
+                        if let Some((p, g)) = prev {
+                            if g == self.cache.generation()
+                                && ctx == icache::fetch_ctx(c.tlb.epoch, c.bits, c.cpl())
+                            {
+                                self.cache.link(p, lin, ctx, k);
+                            }
+                        }
+                        k
+                    }
+                    Err(Flow::Continue) => {
+                        prev = None;
+                        budget = budget.saturating_sub(1);
+                        continue;
+                    }
+                    Err(Flow::Exit(e)) => return Ok(self.finish(e)),
+                },
+            };
+            prev = Some((k, self.cache.generation()));
             if let Flow::Exit(e) = self.exec_block(k, &mut budget) {
                 return Ok(self.finish(e));
             }
