@@ -139,7 +139,7 @@ fn mbytes(b: u64) -> u64 {
     b.div_ceil(1 << 20)
 }
 
-fn print_info(info: &LayerInfo, parent: Option<&LayerInfo>, children_of_top: bool) {
+fn print_info(info: &LayerInfo, parent: Option<&LayerInfo>) {
     println!("UUID:           {}", info.uuid);
     match parent {
         Some(p) => println!("Parent UUID:    {}", p.uuid),
@@ -169,7 +169,6 @@ fn print_info(info: &LayerInfo, parent: Option<&LayerInfo>, children_of_top: boo
             println!("Extent file:    {}", f.display());
         }
     }
-    let _ = children_of_top;
 }
 
 fn show(a: &ShowArgs) -> Result<i32> {
@@ -183,7 +182,7 @@ fn show(a: &ShowArgs) -> Result<i32> {
     let medium =
         media::open(path, &opts).with_context(|| format!("showmediuminfo {}", path.display()))?;
     let chain = medium.info();
-    print_info(&chain[0], chain.get(1), true);
+    print_info(&chain[0], chain.get(1));
     if chain.len() > 1 {
         println!("Chain depth:    {}", chain.len());
         for (i, l) in chain.iter().enumerate().skip(1) {
@@ -270,7 +269,7 @@ fn create(a: &CreateArgs) -> Result<i32> {
         (None, None, Some(_)) => 0,
         (None, None, None) => bail!("--size (MB) or --sizebyte is required"),
     };
-    let mut p = Progress::new("Creating");
+    let p = Progress::new("Creating");
     let layer = media::create(
         &a.filename,
         &media::CreateOptions {

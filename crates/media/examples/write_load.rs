@@ -70,7 +70,7 @@ fn main() {
             std::process::exit(1);
         }
         n += 1;
-        if n % 8 == 0 {
+        if n & 7 == 0 {
             if let Err(e) = disk.flush() {
                 eprintln!("write_load: {e}");
                 std::process::exit(1);

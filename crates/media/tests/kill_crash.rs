@@ -129,21 +129,36 @@ fn kill_minus_9_twenty_times_keeps_image_valid_and_acked_writes() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
         let reader = std::thread::spawn(move || {
-            let mut lines = Vec::new();
             for l in BufReader::new(stdout).lines() {
                 match l {
-                    Ok(l) => lines.push(l),
+                    Ok(l) => {
+                        if tx.send(l).is_err() {
+                            break;
+                        }
+                    }
                     Err(_) => break,
                 }
             }
-            lines
         });
-        std::thread::sleep(Duration::from_millis(150 + (run as u64 * 137) % 700));
+        // Wait for the first acknowledged flush (the host may be busy), then let the
+        // load run a varying while longer before the kill.
+        let mut lines = Vec::new();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while !lines.iter().any(|l: &String| l.starts_with('F')) {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(l) => lines.push(l),
+                Err(_) => panic!("run {run}: the load acknowledged no flush within 60 s"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50 + (run as u64 * 137) % 600));
         child.kill().unwrap(); // SIGKILL
         let status = child.wait().unwrap();
         assert!(!status.success(), "the load should have been killed");
-        let lines = reader.join().unwrap();
+        reader.join().unwrap();
+        lines.extend(rx.try_iter());
         let mut writes = HashMap::new();
         let mut acked_upto = 0u64;
         for l in &lines {

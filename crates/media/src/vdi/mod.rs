@@ -336,7 +336,7 @@ impl Layer for VdiLayer {
                 FREE | ZERO => {
                     // The chain hands us whole units here; a partial one means the rest
                     // of the block is zeros.
-                    if pos % bs == 0 {
+                    if pos & (bs - 1) == 0 {
                         self.allocate(block, piece)?;
                     } else {
                         let mut full = vec![0u8; n + (pos % bs) as usize];

@@ -144,7 +144,7 @@ impl VhdLayer {
             ));
         }
         let bat_bytes = 4 * u64::from(dynh.max_entries);
-        let bat_end = dynh.table_offset.checked_add(bat_bytes).unwrap_or(u64::MAX);
+        let bat_end = dynh.table_offset.saturating_add(bat_bytes);
         if dynh.table_offset < 512 || bat_end > len {
             return Err(MediaError::Truncated {
                 path,

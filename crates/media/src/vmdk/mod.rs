@@ -481,7 +481,7 @@ impl Layer for VmdkLayer {
                     let piece = &buf[done..done + n];
                     if let Grain::At(_) = s.grain(g) {
                         s.write_in_place(rel, piece)?;
-                    } else if rel % gb == 0 {
+                    } else if rel & (gb - 1) == 0 {
                         s.allocate(g, piece)?;
                     } else {
                         let mut full = vec![0u8; (rel % gb) as usize + n];

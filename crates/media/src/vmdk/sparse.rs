@@ -545,7 +545,7 @@ fn read_u32s(
     let off = sector
         .checked_mul(512)
         .ok_or_else(|| corrupt(path, format!("{what} offset overflows")))?;
-    let end = off.checked_add(bytes).unwrap_or(u64::MAX);
+    let end = off.saturating_add(bytes);
     if end > s.len() {
         return Err(MediaError::Truncated {
             path: path.to_path_buf(),
