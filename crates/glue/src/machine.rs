@@ -106,7 +106,14 @@ pub struct WiringContext<'a> {
     pub exec: &'a Arc<ExecutionManager>,
     /// fw_cfg files for the firmware (e.g. "bootorder", option ROMs); ignored on direct boot.
     pub fw_files: &'a mut Vec<(String, Vec<u8>)>,
+    /// The i8042 keyboard controller (host keyboard and mouse input goes here).
+    pub keyboard: &'a Arc<Mutex<I8042>>,
+    /// Run once the VM has stopped and its vCPU threads have ended (flush and close disks).
+    pub on_power_off: &'a mut Vec<PowerOffHook>,
 }
+
+/// Work a device leaves for power-off (see [`WiringContext::on_power_off`]).
+pub type PowerOffHook = Box<dyn FnOnce() + Send>;
 
 impl MachineConfig {
     /// Defaults for `boot`: 512 MiB, one vCPU, auto engine, console on stdio.
@@ -168,6 +175,7 @@ pub struct Machine {
     bsp: VcpuState,
     serial_inputs: Vec<(serial::Input, serial::Peer, Arc<Mutex<Serial>>)>,
     engine_reason: String,
+    power_off: Vec<PowerOffHook>,
 }
 
 /// A handle to stop a running machine from another thread (Ctrl-C).
@@ -278,7 +286,7 @@ impl Machine {
         p92.set_reset_callback(reset.clone());
         let kbc = Arc::new(Mutex::new(kbc));
         pio.insert(0x60, 1, "i8042", kbc.clone()).map_err(dev_err)?;
-        pio.insert(0x64, 1, "i8042", kbc).map_err(dev_err)?;
+        pio.insert(0x64, 1, "i8042", kbc.clone()).map_err(dev_err)?;
         pio.insert(0x92, 1, "port92", shared(p92))
             .map_err(dev_err)?;
 
@@ -326,6 +334,7 @@ impl Machine {
         pci.add_function(PciAddress::new(7, 0), Arc::new(Mutex::new(pm)))
             .map_err(dev_err)?;
         let mut fw_files: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut power_off: Vec<PowerOffHook> = Vec::new();
         {
             let mut ctx = WiringContext {
                 pci: &mut pci,
@@ -338,6 +347,8 @@ impl Machine {
                 timers: &timers,
                 exec: &exec,
                 fw_files: &mut fw_files,
+                keyboard: &kbc,
+                on_power_off: &mut power_off,
             };
             crate::wiring_storage::attach(&cfg.storage, &mut ctx)?;
             crate::wiring_display::attach(&cfg.display, &mut ctx)?;
@@ -462,6 +473,7 @@ impl Machine {
             bsp,
             serial_inputs,
             engine_reason: engine.reason,
+            power_off,
         })
     }
 
@@ -509,6 +521,9 @@ impl Machine {
         };
         for t in threads {
             let _ = t.join();
+        }
+        for hook in std::mem::take(&mut self.power_off) {
+            hook();
         }
         Ok(reason)
     }

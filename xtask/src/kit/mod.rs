@@ -16,6 +16,7 @@
 
 mod apt;
 mod cpio;
+mod disk;
 mod elf;
 mod initramfs;
 mod kconfig;
@@ -35,7 +36,7 @@ use progress::Steps;
 
 /// Kit layout version; bump when the builder's output changes for the same
 /// inputs, so existing caches get rebuilt.
-const FORMAT: u32 = 1;
+const FORMAT: u32 = 2;
 /// The kernel metapackage; its dependency is the real image package.
 const KERNEL_META: &str = "linux-image-amd64";
 /// Static busybox: the whole userland of the initramfs.
@@ -224,7 +225,7 @@ fn build(
     old: Option<&Manifest>,
     update: bool,
 ) -> Result<()> {
-    let mut steps = Steps::new(8);
+    let mut steps = Steps::new(9);
     for d in ["debs", "pkgs"] {
         std::fs::create_dir_all(kit.join(d))
             .with_context(|| format!("creating {}", kit.join(d).display()))?;
@@ -412,7 +413,32 @@ fn build(
         steps.step_secs()
     ));
 
-    // 8. Manifest.
+    // 8. The bootable MBR disk (raw and VDI) and machines that boot it.
+    steps.step("boot disk: MBR + FAT16 + SYSLINUX, converted to VDI");
+    let (raw, vdi) = (kit.join("boot-disk.raw.tmp"), kit.join("boot-disk.vdi.tmp"));
+    let uuid = disk::build(
+        &trees,
+        &kit.join("vmlinuz"),
+        &kit.join("initramfs.cpio.gz"),
+        &raw,
+        &vdi,
+    )?;
+    for (tmp, name) in [(&raw, "boot-disk.raw"), (&vdi, "boot-disk.vdi")] {
+        let data = std::fs::read(tmp).with_context(|| format!("reading {}", tmp.display()))?;
+        put(name, &data)?;
+        let _ = std::fs::remove_file(tmp);
+    }
+    for (file, ctl) in [("kit-ahci.vbox", "AHCI"), ("kit-ide.vbox", "PIIX4")] {
+        let name = file.trim_end_matches(".vbox");
+        put(file, disk::vbox_file(name, ctl, "boot-disk.vdi", &uuid, false).as_bytes())?;
+    }
+    steps.note(&format!(
+        "boot-disk.raw ({} MiB) and boot-disk.vdi (UUID {uuid}), kit-ahci.vbox, kit-ide.vbox ({:.1} s)",
+        disk::DISK_BYTES >> 20,
+        steps.step_secs()
+    ));
+
+    // 9. Manifest.
     steps.step("manifest.json");
     let mut packages = vec![Package {
         name: KERNEL_META.to_string(),
@@ -461,7 +487,10 @@ fn pinned_packages(m: &Manifest) -> Option<(String, Vec<Wanted>)> {
     let meta = m.packages.iter().find(|p| p.name == KERNEL_META)?;
     let kernel = meta.resolves_to.clone()?;
     let mut wanted = Vec::new();
-    for name in [kernel.as_str(), BUSYBOX, SEABIOS] {
+    for name in [kernel.as_str(), BUSYBOX, SEABIOS]
+        .into_iter()
+        .chain(disk::PACKAGES.iter().copied())
+    {
         let p = m.packages.iter().find(|p| p.name == name)?;
         wanted.push(Wanted {
             name: p.name.clone(),
@@ -484,7 +513,10 @@ fn resolve() -> Result<(String, Vec<Wanted>)> {
         .find(|d| d.starts_with("linux-image-") && d.ends_with("-amd64"))
         .ok_or_else(|| anyhow!("{KERNEL_META} {meta} depends on no linux-image-*-amd64"))?;
     let mut wanted = Vec::new();
-    for name in [kernel.as_str(), BUSYBOX, SEABIOS] {
+    for name in [kernel.as_str(), BUSYBOX, SEABIOS]
+        .into_iter()
+        .chain(disk::PACKAGES.iter().copied())
+    {
         wanted.push(Wanted {
             name: name.to_string(),
             version: cand(name)?,
