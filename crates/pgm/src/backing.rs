@@ -61,6 +61,7 @@ impl Backing {
         self.ptr as usize
     }
 
+    #[inline]
     fn check(&self, off: u64, n: usize) -> Result<usize> {
         match off.checked_add(n as u64) {
             Some(end) if end <= self.len => Ok(off as usize),
@@ -68,6 +69,7 @@ impl Backing {
         }
     }
 
+    #[inline]
     pub(crate) fn read(&self, off: u64, buf: &mut [u8]) -> Result<()> {
         let o = self.check(off, buf.len())?;
         // SAFETY: [o, o+len) lies inside the live mapping (checked above); `buf` is a
@@ -77,6 +79,7 @@ impl Backing {
         Ok(())
     }
 
+    #[inline]
     pub(crate) fn write(&self, off: u64, buf: &[u8]) -> Result<()> {
         let o = self.check(off, buf.len())?;
         // SAFETY: as in `read`, with the copy going the other way.

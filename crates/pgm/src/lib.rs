@@ -123,6 +123,7 @@ impl GuestMemory {
     }
 
     /// Current map generation (changes whenever PAM or ROM mapping changes).
+    #[inline]
     pub fn map_generation(&self) -> u64 {
         self.map_generation.load(Ordering::Acquire)
     }
@@ -218,11 +219,13 @@ impl GuestMemory {
     }
 
     /// Read from the backing at `off` (after [`GuestMemory::translate`]).
+    #[inline]
     pub fn backing_read(&self, off: u64, buf: &mut [u8]) -> Result<()> {
         self.backing.read(off, buf)
     }
 
     /// Write to the backing at `off`, invalidating decoded code on the touched pages.
+    #[inline]
     pub fn backing_write(&self, off: u64, buf: &[u8]) -> Result<()> {
         self.backing.write(off, buf)?;
         if !buf.is_empty() {
@@ -260,6 +263,7 @@ impl GuestMemory {
     }
 
     /// The write generation of the backing page at `off`.
+    #[inline]
     pub fn code_page_generation(&self, off: u64) -> u32 {
         self.page_state
             .get((off / PAGE_SIZE) as usize)
@@ -267,6 +271,7 @@ impl GuestMemory {
             .unwrap_or(0)
     }
 
+    #[inline]
     fn note_write(&self, page: usize) {
         if let Some(s) = self.page_state.get(page) {
             if s.load(Ordering::Relaxed) & WATCHED != 0 {
