@@ -385,6 +385,23 @@ impl Cpu {
     #[inline]
     pub(crate) fn read_lin(&mut self, lin: u64, size: usize, user: bool) -> R<u64> {
         let mut b = [0u8; 8];
+        let off = lin & 0xfff;
+        if off as usize + size <= 4096 {
+            // Fast path: RAM within one page, copied with a fixed size (no memcpy call).
+            let e = self.xlate(lin, Acc::Read, user)?;
+            if e.rd != MMIO {
+                let o = e.rd + off;
+                let r = match size {
+                    1 => self.mem.backing_read(o, &mut b[..1]),
+                    2 => self.mem.backing_read(o, &mut b[..2]),
+                    4 => self.mem.backing_read(o, &mut b[..4]),
+                    8 => self.mem.backing_read(o, &mut b[..8]),
+                    _ => self.mem.backing_read(o, &mut b[..size]),
+                };
+                r.map_err(|_| gp0())?;
+                return Ok(u64::from_le_bytes(b));
+            }
+        }
         self.read_bytes(lin, &mut b[..size], user)?;
         Ok(u64::from_le_bytes(b))
     }
@@ -393,6 +410,26 @@ impl Cpu {
     #[inline]
     pub(crate) fn write_lin(&mut self, lin: u64, size: usize, v: u64, user: bool) -> R<()> {
         let b = v.to_le_bytes();
+        let off = lin & 0xfff;
+        if off as usize + size <= 4096 {
+            let e = self.xlate(lin, Acc::Write, user)?;
+            if e.wr < DROP {
+                // Fast path: RAM within one page, copied with a fixed size.
+                let o = e.wr + off;
+                if o >> 12 == self.code_page {
+                    self.smc = true;
+                }
+                let r = match size {
+                    1 => self.mem.backing_write(o, &b[..1]),
+                    2 => self.mem.backing_write(o, &b[..2]),
+                    4 => self.mem.backing_write(o, &b[..4]),
+                    8 => self.mem.backing_write(o, &b[..8]),
+                    _ => self.mem.backing_write(o, &b[..size]),
+                };
+                return r.map_err(|_| gp0());
+            }
+            return self.write_part(&e, off, &b[..size]);
+        }
         self.write_bytes(lin, &b[..size], user)
     }
 
