@@ -454,3 +454,69 @@ fn bcd_known_answers() {
     );
     assert_eq!(m.port(0xea), vec![1, 1]);
 }
+
+/// The Linux decompressor's on-demand mapping: with SS (and DS) null at CPL 0 in 64-bit
+/// mode, a read from an unmapped 2 MiB page raises #PF through a gate without IST; the
+/// handler sees the error code, CR2 and a frame with SS = 0 on a 16-byte aligned stack, maps
+/// the page and IRETQs back (loading the null SS again), and the read is retried.
+#[test]
+fn page_fault_with_null_ss_maps_on_demand_and_retries() {
+    let mut m = Machine::long(
+        r#"
+        xor eax, eax
+        mov ss, ax
+        mov ds, ax
+        mov es, ax
+        mov rsp, 0x80008             # not 16-byte aligned: delivery aligns it
+        mov ecx, 0xffffffff
+        mov edx, 0x1ff0c0c
+        mov ecx, [rdx]               # PD entry for 0x1e00000 not present: #PF
+        mov eax, ecx
+        out 0xe6, eax
+        mov eax, ss
+        out 0xe7, eax
+        mov rax, rsp
+        out 0xe8, eax
+        hlt
+        .org 0x400
+    pf_handler:
+        pop r14                      # error code
+        mov eax, r14d
+        out 0xe0, eax
+        mov rax, rsp
+        out 0xe3, eax
+        mov rax, [rsp + 32]          # SS in the frame
+        out 0xe1, eax
+        mov rax, [rsp + 24]          # RSP in the frame
+        out 0xe2, eax
+        mov rax, [rsp + 8]           # CS in the frame
+        out 0xe4, eax
+        mov rax, cr2
+        out 0xe5, eax
+        mov rax, 0x1e00087           # map the 2 MiB page again
+        mov [0x12078], rax
+        invlpg [rdx]
+        iretq
+    "#,
+        0x100000,
+    );
+    m.mem.write_le::<4>(0x1ff_0c0c, 0x5244_5358).unwrap();
+    // PD entry 0xf of the first GiB (0x1e00000-0x1ffffff) not present.
+    m.mem.write_le::<8>(0x12000 + 0xf * 8, 0).unwrap();
+    idt_entry64(&m.mem, 14, 0x100400, 0, 0);
+    assert_eq!(m.run(), VmExit::Hlt);
+    assert_eq!(m.port(0xe0), vec![0], "not present, supervisor read");
+    assert_eq!(m.port(0xe5), vec![0x1ff_0c0c], "CR2");
+    assert_eq!(m.port(0xe1), vec![0], "null SS pushed");
+    assert_eq!(m.port(0xe2), vec![0x80008], "old RSP pushed");
+    assert_eq!(m.port(0xe4), vec![8], "CS pushed");
+    // Aligned to 16 (0x80000), five quadwords and the error code pushed, error code popped.
+    assert_eq!(m.port(0xe3), vec![0x80000 - 5 * 8]);
+    assert_eq!(
+        m.port(0xe6),
+        vec![0x5244_5358],
+        "the read was retried after the mapping"
+    );
+    assert_eq!(m.port(0xe7), vec![0], "IRETQ reloaded the null SS");
+    assert_eq!(m.port(0xe8), vec![0x80008], "IRETQ restored RSP");
+}
