@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// Keep the real-time clock in UTC (VirtualBox's RTCUseUTC); default local time.
     #[arg(long)]
     pub rtc_utc: bool,
+    /// Share a host directory with the guest (VBoxSharedFolders); repeatable. Added to the
+    /// .vbox's shared folders.
+    #[arg(long = "sharedfolder", value_name = "NAME=HOSTPATH[,readonly]")]
+    pub sharedfolder: Vec<String>,
 }
 
 /// Run a VM; returns the process exit code. `log` is the --log option.
@@ -82,6 +86,7 @@ pub fn run(args: RunArgs, log: Option<&std::path::Path>) -> anyhow::Result<i32> 
     cfg.engine = args.engine;
     cfg.console = Console::Stdio;
     cfg.rtc_utc = args.rtc_utc;
+    cfg.guest_additions.shared_folders = shared_folders(&args, &[])?;
     if args.debugcon {
         cfg.debugcon = Some(Box::new(std::io::stderr()));
     }
@@ -211,6 +216,7 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
     cfg.cpus = mc.cpu_count;
     cfg.engine = args.engine;
     cfg.rtc_utc = mc.rtc_utc;
+    cfg.guest_additions.shared_folders = shared_folders(args, &mc.shared_folders)?;
     cfg.paravirt = match mc.paravirt_effective {
         settings::ParavirtProvider::None => hm::cpuid::ParavirtProvider::None,
         _ => hm::cpuid::ParavirtProvider::Minimal,
@@ -254,7 +260,31 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
 fn supported_features() -> settings::config::SupportedFeatures {
     let mut s = settings::config::SupportedFeatures::minimal();
     s.max_cpus = glue::MAX_CPUS;
+    s.guest_additions = true;
     s
+}
+
+/// The .vbox's shared folders plus the `--sharedfolder` ones.
+fn shared_folders(
+    args: &RunArgs,
+    vbox: &[settings::config::SharedFolderConfig],
+) -> anyhow::Result<Vec<glue::wiring_guest_additions::ShareConfig>> {
+    let mut out: Vec<glue::wiring_guest_additions::ShareConfig> = vbox
+        .iter()
+        .map(|f| glue::wiring_guest_additions::ShareConfig {
+            name: f.name.clone(),
+            host_path: f.host_path.clone(),
+            writable: f.writable,
+            auto_mount: f.auto_mount,
+            auto_mount_point: f.auto_mount_point.clone(),
+            symlinks: false,
+        })
+        .collect();
+    for a in &args.sharedfolder {
+        let share = glue::wiring_guest_additions::parse_shared_folder(a);
+        out.push(share.map_err(anyhow::Error::msg)?);
+    }
+    Ok(out)
 }
 
 /// Keep the previous logs as VirtualBox does (VBox.log.1 .. VBox.log.3).
