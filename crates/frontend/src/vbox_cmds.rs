@@ -1095,6 +1095,15 @@ fn sharedfolder(args: Vec<String>) -> Result<i32> {
     Ok(0)
 }
 
+/// For `novabox run VM`: the machine file (path, name or UUID) and the VMM's view of it,
+/// with media resolved through every registry VirtualBox would search.
+pub(crate) fn load_for_run(vm: &str) -> Result<(MachineFile, settings::config::MachineConfig)> {
+    let file = load(vm)?;
+    let regs = Registries::load(&file.path);
+    let cfg = settings::config::MachineConfig::from_file(&file, &regs.refs())?;
+    Ok((file, cfg))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1110,13 +1119,4 @@ mod tests {
         assert_eq!(random_mac().len(), 12);
         assert_eq!(format_of(Path::new("/a/b.VDI")), "VDI");
     }
-}
-
-/// For `novabox run VM`: the machine file (path, name or UUID) and the VMM's view of it,
-/// with media resolved through every registry VirtualBox would search.
-pub(crate) fn load_for_run(vm: &str) -> Result<(MachineFile, settings::config::MachineConfig)> {
-    let file = load(vm)?;
-    let regs = Registries::load(&file.path);
-    let cfg = settings::config::MachineConfig::from_file(&file, &regs.refs())?;
-    Ok((file, cfg))
 }
