@@ -430,7 +430,10 @@ fn build(
     }
     for (file, ctl) in [("kit-ahci.vbox", "AHCI"), ("kit-ide.vbox", "PIIX4")] {
         let name = file.trim_end_matches(".vbox");
-        put(file, disk::vbox_file(name, ctl, "boot-disk.vdi", &uuid, false).as_bytes())?;
+        put(
+            file,
+            disk::vbox_file(name, ctl, "boot-disk.vdi", &uuid, false).as_bytes(),
+        )?;
     }
     steps.note(&format!(
         "boot-disk.raw ({} MiB) and boot-disk.vdi (UUID {uuid}), kit-ahci.vbox, kit-ide.vbox ({:.1} s)",
