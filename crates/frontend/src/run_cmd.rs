@@ -41,6 +41,10 @@ pub struct RunArgs {
     /// Keep the real-time clock in UTC (VirtualBox's RTCUseUTC); default local time.
     #[arg(long)]
     pub rtc_utc: bool,
+    /// Serve the screen over VNC (and a browser console at http://ADDR:PORT/) on
+    /// [ADDR:]PORT; ADDR defaults to 127.0.0.1. Password: NOVABOX_VNC_PASSWORD.
+    #[arg(long, value_name = "[ADDR:]PORT")]
+    pub vnc: Option<String>,
     /// Share a host directory with the guest (VBoxSharedFolders); repeatable. Added to the
     /// .vbox's shared folders.
     #[arg(long = "sharedfolder", value_name = "NAME=HOSTPATH[,readonly]")]
@@ -86,6 +90,8 @@ pub fn run(args: RunArgs, log: Option<&std::path::Path>) -> anyhow::Result<i32> 
     cfg.engine = args.engine;
     cfg.console = Console::Stdio;
     cfg.rtc_utc = args.rtc_utc;
+    cfg.display = glue::wiring_display::run_config("VBoxVGA", 0, 1, args.vnc.as_deref(), None)
+        .map_err(anyhow::Error::msg)?;
     cfg.guest_additions.shared_folders = shared_folders(&args, &[])?;
     if args.debugcon {
         cfg.debugcon = Some(Box::new(std::io::stderr()));
@@ -216,6 +222,14 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
     cfg.cpus = mc.cpu_count;
     cfg.engine = args.engine;
     cfg.rtc_utc = mc.rtc_utc;
+    cfg.display = glue::wiring_display::run_config(
+        settings::XmlEnum::as_xml(mc.graphics),
+        mc.vram_mib,
+        mc.monitors,
+        args.vnc.as_deref(),
+        mc.vrde_ports.as_deref().map(|p| (p, mc.vrde_address.as_str())),
+    )
+    .map_err(anyhow::Error::msg)?;
     cfg.guest_additions.shared_folders = shared_folders(args, &mc.shared_folders)?;
     cfg.paravirt = match mc.paravirt_effective {
         settings::ParavirtProvider::None => hm::cpuid::ParavirtProvider::None,

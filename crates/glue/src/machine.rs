@@ -106,6 +106,8 @@ pub struct WiringContext<'a> {
     pub exec: &'a Arc<ExecutionManager>,
     /// fw_cfg files for the firmware (e.g. "bootorder", option ROMs); ignored on direct boot.
     pub fw_files: &'a mut Vec<(String, Vec<u8>)>,
+    /// The i8042 keyboard controller (host keyboard and mouse input goes here).
+    pub keyboard: &'a Arc<Mutex<I8042>>,
     /// Run once the VM has stopped and its vCPU threads have ended (flush and close disks).
     pub on_power_off: &'a mut Vec<PowerOffHook>,
 }
@@ -284,7 +286,7 @@ impl Machine {
         p92.set_reset_callback(reset.clone());
         let kbc = Arc::new(Mutex::new(kbc));
         pio.insert(0x60, 1, "i8042", kbc.clone()).map_err(dev_err)?;
-        pio.insert(0x64, 1, "i8042", kbc).map_err(dev_err)?;
+        pio.insert(0x64, 1, "i8042", kbc.clone()).map_err(dev_err)?;
         pio.insert(0x92, 1, "port92", shared(p92))
             .map_err(dev_err)?;
 
@@ -345,6 +347,7 @@ impl Machine {
                 timers: &timers,
                 exec: &exec,
                 fw_files: &mut fw_files,
+                keyboard: &kbc,
                 on_power_off: &mut power_off,
             };
             crate::wiring_storage::attach(&cfg.storage, &mut ctx)?;

@@ -1,12 +1,508 @@
-//! Wiring of the display devices into the machine (being written).
+//! Wiring of the display: VirtualBox's graphics adapter (VBoxVGA at 00:02.0 with the VGA
+//! BIOS in its ROM BAR), a display thread that renders what the guest changed into a
+//! [`vnc::Screen`], the VNC/web console server on that screen, and the host's keyboard and
+//! pointer into the i8042.
+//!
+//! The display thread wakes 30 times a second and asks the renderer for damage; the
+//! renderer reads the adapter's dirty pages (or, in text mode, compares character cells),
+//! so an idle screen costs a bitmap scan, not a picture comparison. It ends by itself when
+//! the machine is gone.
 
 use crate::machine::{MachineError, WiringContext};
+use devices::i8042::I8042;
+use devices::pci::PciAddress;
+use devices::vga::{self, Renderer, Vga, VgaConfig, VgaDevice};
+use parking_lot::Mutex;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+/// The adapter's PCI slot (VirtualBox puts the VGA at 00:02.0).
+pub const VGA_SLOT: u8 = 2;
+/// How often the display thread looks for damage.
+const REFRESH: Duration = Duration::from_millis(33);
+
+/// Graphics adapters a `.vbox` can name (`<Display controller=...>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Controller {
+    /// VBoxVGA (VirtualBox's default for most guest types).
+    VBoxVga,
+    /// VBoxSVGA: not modelled yet.
+    VBoxSvga,
+    /// VMSVGA: not modelled yet.
+    VmSvga,
+}
+
+impl Controller {
+    /// Parse a `.vbox` controller name (case-insensitive; "None" gives None).
+    pub fn parse(name: &str) -> Result<Option<Controller>, String> {
+        match name.to_ascii_lowercase().as_str() {
+            "vboxvga" => Ok(Some(Controller::VBoxVga)),
+            "vboxsvga" => Ok(Some(Controller::VBoxSvga)),
+            "vmsvga" => Ok(Some(Controller::VmSvga)),
+            "none" | "" => Ok(None),
+            other => Err(format!("unknown graphics controller {other:?}")),
+        }
+    }
+}
+
+/// The VNC / web console server.
+#[derive(Debug, Clone)]
+pub struct VncConfig {
+    /// Where to listen (loopback unless the user says otherwise).
+    pub listen: SocketAddr,
+    /// Password (VNC authentication) or None.
+    pub password: Option<String>,
+}
 
 /// What the machine has of this kind.
-#[derive(Debug, Default)]
-pub struct Config {}
+#[derive(Debug, Clone, Default)]
+pub struct Config {
+    /// The graphics adapter; None: a headless machine without one.
+    pub controller: Option<Controller>,
+    /// VRAM in MiB (VirtualBox's VRAMSize; 0 means VirtualBox's default of 16).
+    pub vram_mib: u32,
+    /// Monitors (VirtualBox's monitorCount).
+    pub monitors: u32,
+    /// The VGA BIOS; None: look for SeaBIOS's vgabios in the kit or Debian's package.
+    pub vga_bios: Option<Vec<u8>>,
+    /// Remote display server.
+    pub vnc: Option<VncConfig>,
+    /// Filled in by [`attach`] with the handle the frontend uses (screenshots, typing,
+    /// mode hints).
+    pub handle: HandleSlot,
+}
+
+/// Where [`attach`] leaves the display handle.
+pub type HandleSlot = Arc<Mutex<Option<Arc<DisplayHandle>>>>;
+
+/// The default VNC port when `--vnc` gives only an address.
+pub const DEFAULT_VNC_PORT: u16 = 5900;
+
+/// Parse `--vnc [ADDR:]PORT` (ADDR defaults to 127.0.0.1; IPv6 as `[::1]:5901`).
+pub fn parse_vnc_listen(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(port) = s.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    if let Ok(ip) = s.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, DEFAULT_VNC_PORT));
+    }
+    Err(format!(
+        "--vnc {s:?}: expected [ADDR:]PORT, e.g. 5901 or 127.0.0.1:5901"
+    ))
+}
+
+/// The display part of `novabox run`: the `.vbox`'s adapter (`controller`, VRAM,
+/// monitors), and a VNC server from `--vnc` or else the `.vbox`'s remote display settings
+/// (`vrde`: the TCP ports, of which the first is used, and the address; an empty address
+/// means loopback here, unlike VirtualBox, so that a VM never listens on the network
+/// unless told to). The password comes from the NOVABOX_VNC_PASSWORD environment variable.
+pub fn run_config(
+    controller: &str,
+    vram_mib: u32,
+    monitors: u32,
+    vnc_arg: Option<&str>,
+    vrde: Option<(&str, &str)>,
+) -> Result<Config, String> {
+    let listen = match (vnc_arg, vrde) {
+        (Some(a), _) => Some(parse_vnc_listen(a)?),
+        (None, Some((ports, address))) => {
+            let first = ports.split([',', '-']).next().unwrap_or("").trim();
+            let port: u16 = first
+                .parse()
+                .map_err(|_| format!("remote display port {ports:?} is not a port number"))?;
+            let ip = if address.is_empty() {
+                std::net::IpAddr::from([127, 0, 0, 1])
+            } else {
+                address.parse().map_err(|_| {
+                    format!("remote display address {address:?} is not an IP address")
+                })?
+            };
+            Some(SocketAddr::new(ip, port))
+        }
+        (None, None) => None,
+    };
+    let password = std::env::var("NOVABOX_VNC_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    Ok(Config {
+        controller: Controller::parse(controller)?,
+        vram_mib,
+        monitors,
+        vga_bios: None,
+        vnc: listen.map(|listen| VncConfig { listen, password }),
+        handle: HandleSlot::default(),
+    })
+}
+
+/// SeaBIOS's VGA BIOS for Bochs-VBE adapters, from the kit or Debian's seabios package.
+pub fn find_vgabios() -> Option<PathBuf> {
+    [
+        crate::firmware::kit_dir().join("vgabios-stdvga.bin"),
+        PathBuf::from("/usr/share/seabios/vgabios-stdvga.bin"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+/// The frontend's handle on the display: screenshots, keyboard, pointer, mode hints.
+pub struct DisplayHandle {
+    vga: Weak<Mutex<Vga>>,
+    renderer: Mutex<Renderer>,
+    screen: Arc<vnc::Screen>,
+    input: Arc<GuestInput>,
+    server_addr: Option<SocketAddr>,
+}
+
+impl std::fmt::Debug for DisplayHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DisplayHandle")
+            .field("server", &self.server_addr)
+            .finish()
+    }
+}
+
+/// Errors of display operations.
+#[derive(Debug, thiserror::Error)]
+pub enum DisplayError {
+    /// The machine is gone.
+    #[error("the machine has stopped")]
+    Stopped,
+    /// PNG encoding.
+    #[error("cannot encode the screenshot: {0}")]
+    Png(String),
+    /// A bad argument.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl DisplayHandle {
+    /// Render what changed into the shared screen (the display thread calls this).
+    fn refresh(&self) -> Result<(), DisplayError> {
+        let vga = self.vga.upgrade().ok_or(DisplayError::Stopped)?;
+        let mut r = self.renderer.lock();
+        let (rects, cursor) = {
+            let mut v = vga.lock();
+            (r.refresh(&mut v), v.take_cursor())
+        };
+        if !rects.is_empty() {
+            let fb = r.framebuffer();
+            let rects: Vec<vnc::Rect> = rects
+                .iter()
+                .map(|r| vnc::Rect {
+                    x: r.x,
+                    y: r.y,
+                    w: r.w,
+                    h: r.h,
+                })
+                .collect();
+            self.screen.update(fb.width, fb.height, &fb.pixels, &rects);
+        }
+        if let Some(c) = cursor {
+            self.screen
+                .set_cursor((c.visible && c.width > 0).then_some(vnc::CursorImage {
+                    width: c.width,
+                    height: c.height,
+                    hot_x: c.hot_x,
+                    hot_y: c.hot_y,
+                    pixels: c.pixels,
+                }));
+        }
+        Ok(())
+    }
+
+    /// The picture now.
+    pub fn frame(&self) -> Result<vnc::Frame, DisplayError> {
+        self.refresh()?;
+        Ok(self.screen.snapshot())
+    }
+
+    /// The picture now as a PNG.
+    pub fn screenshot_png(&self) -> Result<Vec<u8>, DisplayError> {
+        vnc::encode_png(&self.frame()?).map_err(|e| DisplayError::Png(e.to_string()))
+    }
+
+    /// The characters on screen in a text mode (None in graphics modes).
+    pub fn text(&self) -> Result<Option<Vec<String>>, DisplayError> {
+        let vga = self.vga.upgrade().ok_or(DisplayError::Stopped)?;
+        let t = vga.lock().text_screen();
+        Ok(t)
+    }
+
+    /// The shared screen (what the VNC clients see).
+    pub fn screen(&self) -> &Arc<vnc::Screen> {
+        &self.screen
+    }
+
+    /// Where the VNC server listens, if it runs.
+    pub fn vnc_addr(&self) -> Option<SocketAddr> {
+        self.server_addr
+    }
+
+    /// Type `text` on a US keyboard layout; returns the characters that have no key.
+    pub fn put_string(&self, text: &str) -> Vec<char> {
+        let (keys, skipped) = vnc::keymap::type_string(text);
+        for (code, down) in keys {
+            vnc::Input::key(&*self.input, code, down);
+        }
+        skipped
+    }
+
+    /// Send raw scan code bytes (set 1, as VBoxManage keyboardputscancode takes them).
+    pub fn put_scancodes(&self, bytes: &[u8]) -> bool {
+        self.input.kbd.lock().push_scancodes_set1(bytes)
+    }
+
+    /// Move the pointer to (x, y) of the screen with `buttons` (bit 0 left, 1 right,
+    /// 2 middle).
+    pub fn mouse_move(&self, x: u32, y: u32, buttons: u8) {
+        let (w, h) = self.screen.size();
+        // RFB's mask has middle in bit 1 and right in bit 2.
+        let rfb = (buttons & 1) | ((buttons & 2) << 1) | ((buttons & 4) >> 1);
+        vnc::Input::pointer(
+            &*self.input,
+            x.min(w.saturating_sub(1)),
+            y.min(h.saturating_sub(1)),
+            rfb,
+            w,
+            h,
+        );
+    }
+
+    /// Ask the guest for a video mode (VirtualBox's setvideomodehint); false when the
+    /// guest's driver does not listen for hints.
+    pub fn set_video_mode_hint(
+        &self,
+        width: u32,
+        height: u32,
+        bpp: u32,
+    ) -> Result<bool, DisplayError> {
+        if !(64..=16384).contains(&width) || !(64..=16384).contains(&height) {
+            return Err(DisplayError::Invalid(format!(
+                "mode {width}x{height} out of range"
+            )));
+        }
+        let vga = self.vga.upgrade().ok_or(DisplayError::Stopped)?;
+        let listening = vga.lock().set_mode_hint(width, height, bpp);
+        Ok(listening)
+    }
+}
+
+/// The guest's keyboard and pointer as the VNC server drives them.
+struct GuestInput {
+    kbd: Arc<Mutex<I8042>>,
+    vga: Weak<Mutex<Vga>>,
+    /// Last pointer position and RFB button mask.
+    last: Mutex<Option<(u32, u32, u8)>>,
+}
+
+/// An i8042 extension the display uses: queue set-1 bytes as if the keyboard sent them.
+trait Set1Bytes {
+    fn push_scancodes_set1(&mut self, bytes: &[u8]) -> bool;
+}
+
+impl Set1Bytes for I8042 {
+    fn push_scancodes_set1(&mut self, bytes: &[u8]) -> bool {
+        // Split the byte stream into keys: [E0] code, bit 7 = release.
+        let mut ok = true;
+        let mut i = 0;
+        while i < bytes.len() {
+            let (prefix, code) = if bytes[i] == 0xe0 && i + 1 < bytes.len() {
+                i += 2;
+                (true, bytes[i - 1])
+            } else {
+                i += 1;
+                (false, bytes[i - 1])
+            };
+            let make = code & 0x7f;
+            let seq: &[u8] = if prefix { &[0xe0, make] } else { &[make] };
+            ok &= self.key_event_set1(seq, code & 0x80 == 0);
+        }
+        ok
+    }
+}
+
+impl vnc::Input for GuestInput {
+    fn key(&self, xt: u16, down: bool) {
+        let mut k = self.kbd.lock();
+        if xt > 0xff {
+            k.key_event_set1(&[0xe0, xt as u8], down);
+        } else {
+            k.key_event_set1(&[xt as u8], down);
+        }
+    }
+
+    fn pointer(&self, x: u32, y: u32, buttons: u8, _width: u32, _height: u32) {
+        // Relative PS/2 motion from the last absolute position. (Absolute positioning
+        // through the VMMDev, when the guest's Additions ask for it, is not wired yet.)
+        let mut last = self.last.lock();
+        let (lx, ly, lb) = last.unwrap_or((x, y, 0));
+        *last = Some((x, y, buttons & 7));
+        let dx = x as i32 - lx as i32;
+        let dy = y as i32 - ly as i32;
+        let dz = if buttons & 8 != 0 {
+            -1
+        } else if buttons & 16 != 0 {
+            1
+        } else {
+            0
+        };
+        if dx == 0 && dy == 0 && dz == 0 && lb == buttons & 7 {
+            return;
+        }
+        // RFB: bit 1 middle, bit 2 right; PS/2: bit 1 right, bit 2 middle.
+        let ps2 = (buttons & 1) | ((buttons & 4) >> 1) | ((buttons & 2) << 1);
+        self.kbd.lock().mouse_event(dx, dy, dz, ps2);
+    }
+
+    fn resize(&self, width: u32, height: u32) -> bool {
+        match self.vga.upgrade() {
+            Some(v) => v.lock().set_mode_hint(width, height, 32),
+            None => false,
+        }
+    }
+}
 
 /// Plug the devices into the machine.
-pub fn attach(_cfg: &Config, _ctx: &mut WiringContext<'_>) -> Result<(), MachineError> {
+pub fn attach(cfg: &Config, ctx: &mut WiringContext<'_>) -> Result<(), MachineError> {
+    let Some(controller) = cfg.controller else {
+        return Ok(());
+    };
+    if controller != Controller::VBoxVga {
+        // VBoxSVGA and VMSVGA guests get the VGA-compatible part: VBoxVGA.
+        tracing::warn!("graphics controller {controller:?} is not modelled yet; using VBoxVGA");
+        eprintln!("novabox: warning: graphics controller {controller:?} is not modelled yet; the guest gets VBoxVGA");
+    }
+    let vram_mib = if cfg.vram_mib == 0 { 16 } else { cfg.vram_mib };
+    let vram = vram_mib
+        .checked_mul(1 << 20)
+        .filter(|&v| (vga::MIN_VRAM..=vga::MAX_VRAM).contains(&v))
+        .ok_or_else(|| {
+            MachineError::Devices(format!("VRAM size {vram_mib} MiB is outside 1..256 MiB"))
+        })?;
+    let mut rom = match &cfg.vga_bios {
+        Some(r) => Some(r.clone()),
+        None => find_vgabios().and_then(|p| std::fs::read(p).ok()),
+    };
+    if let Some(r) = rom.as_mut() {
+        if !vga::patch_rom_ids(r, vga::VBOX_VENDOR_ID, vga::VBOX_VGA_DEVICE_ID) {
+            tracing::warn!("the VGA BIOS has no PCI data structure; the firmware may skip it");
+        }
+    } else {
+        tracing::warn!("no VGA BIOS found (install Debian's seabios package); the screen stays blank until a driver sets a mode");
+    }
+    let irq = ctx.intx.intx_line(VGA_SLOT, 1);
+    let dev = VgaDevice::new(
+        VgaConfig {
+            vram_size: vram,
+            rom,
+            monitors: cfg.monitors.max(1),
+        },
+        irq,
+    )
+    .map_err(|e| MachineError::Devices(e.to_string()))?;
+    dev.attach_legacy(ctx.pio, ctx.mmio)
+        .map_err(|e| MachineError::Devices(e.to_string()))?;
+    ctx.pci
+        .add_function(PciAddress::new(VGA_SLOT, 0), dev.pci.clone())
+        .map_err(|e| MachineError::Devices(e.to_string()))?;
+
+    let screen = vnc::Screen::new();
+    let input = Arc::new(GuestInput {
+        kbd: ctx.keyboard.clone(),
+        vga: Arc::downgrade(&dev.vga),
+        last: Mutex::new(None),
+    });
+    let server = match &cfg.vnc {
+        Some(v) => Some(
+            vnc::start(
+                vnc::ServerConfig {
+                    listen: v.listen,
+                    password: v.password.clone(),
+                    name: "novabox".into(),
+                },
+                screen.clone(),
+                input.clone(),
+            )
+            .map_err(|e| MachineError::Devices(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let handle = Arc::new(DisplayHandle {
+        vga: Arc::downgrade(&dev.vga),
+        renderer: Mutex::new(Renderer::new()),
+        screen,
+        input,
+        server_addr: server.as_ref().map(|s| s.local_addr()),
+    });
+    if let Some(addr) = handle.server_addr {
+        eprintln!("novabox: VNC server on {addr} (browser console: http://{addr}/)");
+    }
+    *cfg.handle.lock() = Some(handle.clone());
+    let exec = Arc::downgrade(ctx.exec);
+    std::thread::Builder::new()
+        .name("display".into())
+        .spawn(move || {
+            // The server lives as long as this thread: until the machine stops or is gone.
+            let _server = server;
+            loop {
+                std::thread::sleep(REFRESH);
+                let stopped = exec.upgrade().is_none_or(|e| e.stopping());
+                if stopped || handle.refresh().is_err() {
+                    break;
+                }
+            }
+        })?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vnc_listen_forms() {
+        assert_eq!(
+            parse_vnc_listen("5901").unwrap(),
+            "127.0.0.1:5901".parse().unwrap()
+        );
+        assert_eq!(
+            parse_vnc_listen("0.0.0.0:5902").unwrap(),
+            "0.0.0.0:5902".parse().unwrap()
+        );
+        assert_eq!(
+            parse_vnc_listen("[::1]:5903").unwrap(),
+            "[::1]:5903".parse().unwrap()
+        );
+        assert_eq!(
+            parse_vnc_listen("::1").unwrap(),
+            "[::1]:5900".parse().unwrap()
+        );
+        assert!(parse_vnc_listen("host:99999").is_err());
+    }
+
+    #[test]
+    fn run_config_from_vbox_settings() {
+        let c = run_config("VBoxVGA", 32, 1, None, Some(("5000-5050", ""))).unwrap();
+        assert_eq!(c.controller, Some(Controller::VBoxVga));
+        assert_eq!(c.vnc.unwrap().listen, "127.0.0.1:5000".parse().unwrap());
+        let c = run_config("VMSVGA", 16, 1, Some("5901"), Some(("3389", "0.0.0.0"))).unwrap();
+        assert_eq!(c.controller, Some(Controller::VmSvga));
+        assert_eq!(
+            c.vnc.unwrap().listen,
+            "127.0.0.1:5901".parse().unwrap(),
+            "--vnc wins"
+        );
+        assert!(run_config("None", 16, 1, None, None)
+            .unwrap()
+            .controller
+            .is_none());
+        assert!(run_config("Voodoo", 16, 1, None, None).is_err());
+        assert!(run_config("VBoxVGA", 16, 1, None, Some(("abc", ""))).is_err());
+    }
 }

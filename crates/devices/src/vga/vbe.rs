@@ -213,16 +213,14 @@ impl Dispi {
         }
     }
 
-    /// 16-bit write of the data port. Returns true when the visible mode may have changed
-    /// and `clear` tells whether VRAM should be cleared (enable without NOCLEARMEM).
+    /// 16-bit write of the data port: what it means for the picture and VRAM. A write of
+    /// an unknown ID leaves the ID register alone (that is how guests probe).
     pub fn write16(&mut self, v: u16) -> DispiEffect {
         let i = self.index;
         let mut effect = DispiEffect::default();
         match i {
-            index::ID => {
-                if (ID0..=ID5).contains(&v) || (ID_VBOX_VIDEO..=ID_CFG).contains(&v) {
-                    self.regs[0] = v;
-                }
+            index::ID if (ID0..=ID5).contains(&v) || (ID_VBOX_VIDEO..=ID_CFG).contains(&v) => {
+                self.regs[0] = v;
             }
             index::XRES => {
                 self.regs[1] = v.min(MAX_XRES);
