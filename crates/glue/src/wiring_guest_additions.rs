@@ -1,6 +1,7 @@
 //! Wiring of the Guest Additions device into the machine, as VirtualBox places it: the
 //! VMMDev at PCI 00:04.0 (INTA#), its backdoor log port 0x504, and the HGCM services
-//! (VBoxSharedFolders with the machine's shared folders), each on its own thread.
+//! (VBoxSharedFolders with the machine's shared folders, VBoxGuestPropSvc), each on its
+//! own thread.
 //!
 //! After [`attach`], [`Config::handle`] gives the host side (mouse injection, guest
 //! information, service access) to the frontend and the control socket.
@@ -8,6 +9,7 @@
 use crate::machine::{MachineError, WiringContext};
 use devices::pci::PciAddress;
 use devices::vmmdev::{consts, PowerRequest, VmmDev, VmmDevConfig};
+use hgcm::guestprop::GuestProperties;
 pub use hgcm::shfl::ShareConfig;
 use hgcm::shfl::SharedFolders;
 use hgcm::HgcmHost;
@@ -76,6 +78,7 @@ pub fn attach(cfg: &Config, ctx: &mut WiringContext<'_>) -> Result<(), MachineEr
         .map_err(|e| MachineError::Devices(e.to_string()))?;
     let mut host = HgcmHost::new();
     host.register(Box::new(shares))?;
+    host.register(Box::new(GuestProperties::new()))?;
     let hgcm = Arc::new(host);
 
     let exec = ctx.exec.clone();

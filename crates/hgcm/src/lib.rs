@@ -7,8 +7,9 @@
 //! done; the VMMDev then writes the results back and raises the HGCM event.
 //!
 //! Services, one module each, guest-visible-compatible with VirtualBox's of the same name:
-//! [`shfl`] (`VBoxSharedFolders`).
+//! [`shfl`] (`VBoxSharedFolders`), [`guestprop`] (`VBoxGuestPropSvc`).
 
+pub mod guestprop;
 pub mod host;
 pub mod param;
 pub mod service;
