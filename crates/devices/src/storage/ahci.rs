@@ -354,16 +354,11 @@ impl Hba {
                 }
             }
             0x30 => port.serr &= !(val & mask),
-            0x34 => {
-                if port.cmd & pcmd::ST != 0 {
-                    port.sact |= val & mask;
-                }
-            }
-            0x38 => {
-                if port.cmd & pcmd::ST != 0 {
-                    port.ci |= val & mask;
-                    self.process(p);
-                }
+            // SACT and CI only take bits while the port runs (PxCMD.ST).
+            0x34 if port.cmd & pcmd::ST != 0 => port.sact |= val & mask,
+            0x38 if port.cmd & pcmd::ST != 0 => {
+                port.ci |= val & mask;
+                self.process(p);
             }
             _ => {}
         }
