@@ -227,7 +227,9 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
         mc.vram_mib,
         mc.monitors,
         args.vnc.as_deref(),
-        mc.vrde_ports.as_deref().map(|p| (p, mc.vrde_address.as_str())),
+        mc.vrde_ports
+            .as_deref()
+            .map(|p| (p, mc.vrde_address.as_str())),
     )
     .map_err(anyhow::Error::msg)?;
     cfg.guest_additions.shared_folders = shared_folders(args, &mc.shared_folders)?;
