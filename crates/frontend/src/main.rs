@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand};
 
+mod control_cmds;
 mod logging;
 mod media_cmds;
 mod run_cmd;
@@ -29,6 +30,9 @@ enum Command {
     /// Disk image tools (showmediuminfo, createmedium, clonemedium, modifymedium).
     #[command(flatten)]
     Media(media_cmds::MediaCommand),
+    /// Running VMs: controlvm, guestproperty.
+    #[command(flatten)]
+    Control(control_cmds::ControlCommand),
 }
 
 fn main() {
@@ -44,6 +48,7 @@ fn main() {
         Command::Run(args) => run_cmd::run(*args, cli.log.as_deref()),
         Command::Vbox(cmd) => vbox_cmds::run(cmd),
         Command::Media(cmd) => media_cmds::run(cmd),
+        Command::Control(cmd) => control_cmds::run(cmd),
     };
     match result {
         Ok(code) => std::process::exit(code),

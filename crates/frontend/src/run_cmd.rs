@@ -233,6 +233,7 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
     )
     .map_err(anyhow::Error::msg)?;
     cfg.guest_additions.shared_folders = shared_folders(args, &mc.shared_folders)?;
+    cfg.guest_additions.control_socket = Some(glue::control::socket_path(&file.machine_folder()));
     cfg.paravirt = match mc.paravirt_effective {
         settings::ParavirtProvider::None => hm::cpuid::ParavirtProvider::None,
         _ => hm::cpuid::ParavirtProvider::Minimal,

@@ -3,6 +3,7 @@
 //! kernel, and runs the machine's lifecycle (VirtualBox: the PDM glue and the Console).
 
 pub mod boot;
+pub mod control;
 pub mod engine;
 pub mod firmware;
 mod machine;

@@ -44,6 +44,8 @@ pub struct Config {
     pub disabled: bool,
     /// Shared folders (from the .vbox and `--sharedfolder`).
     pub shared_folders: Vec<ShareConfig>,
+    /// Serve the control socket here (`novabox controlvm`); None: no control channel.
+    pub control_socket: Option<std::path::PathBuf>,
     /// Filled by [`attach`]: the host side, for the frontend.
     pub handle: Arc<Mutex<Option<GuestAdditions>>>,
 }
@@ -103,7 +105,15 @@ pub fn attach(cfg: &Config, ctx: &mut WiringContext<'_>) -> Result<(), MachineEr
             vmmdev.backdoor_log_device(),
         )
         .map_err(|e| MachineError::Devices(e.to_string()))?;
-    *cfg.handle.lock() = Some(GuestAdditions { vmmdev, hgcm });
+    let ga = GuestAdditions { vmmdev, hgcm };
+    if let Some(path) = &cfg.control_socket {
+        crate::control::serve(
+            path,
+            crate::control::machine_handler(ga.clone(), ctx.exec.clone()),
+        )
+        .map_err(|e| MachineError::Devices(format!("control socket {}: {e}", path.display())))?;
+    }
+    *cfg.handle.lock() = Some(ga);
     Ok(())
 }
 

@@ -7,7 +7,6 @@
 use crate::param::Param;
 use crate::service::{Call, Service};
 use crate::status::*;
-use crossbeam_channel::Sender;
 use std::collections::{BTreeMap, VecDeque};
 
 /// The service name guests connect to.
@@ -141,6 +140,9 @@ fn host_reserved(n: &str) -> bool {
     n.starts_with("/VirtualBox/HostInfo/") || n.starts_with("/VirtualBox/HostGuest/")
 }
 
+/// Told once about a matching change.
+pub type HostWaiter = Box<dyn FnOnce(Property) + Send>;
+
 /// The guest property store and service.
 #[derive(Default)]
 pub struct GuestProperties {
@@ -148,7 +150,7 @@ pub struct GuestProperties {
     /// Recent changes, for notification waits that name a timestamp.
     history: VecDeque<(Property, bool)>,
     waits: Vec<Call>,
-    host_waiters: Vec<(String, Sender<Property>)>,
+    host_waiters: Vec<(String, HostWaiter)>,
     last_ts: u64,
 }
 
@@ -210,8 +212,8 @@ impl GuestProperties {
     }
 
     /// Get told (once) about the next change of a property matching `patterns`.
-    pub fn host_wait(&mut self, patterns: &str, tx: Sender<Property>) {
-        self.host_waiters.push((patterns.to_string(), tx));
+    pub fn host_wait(&mut self, patterns: &str, tell: HostWaiter) {
+        self.host_waiters.push((patterns.to_string(), tell));
     }
 
     fn set(
@@ -277,14 +279,13 @@ impl GuestProperties {
         while self.history.len() > 64 {
             self.history.pop_front();
         }
-        self.host_waiters.retain(|(pat, tx)| {
-            if matches(pat, &prop.name) {
-                let _ = tx.send(prop.clone());
-                false
-            } else {
-                true
-            }
-        });
+        let (hit, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.host_waiters)
+            .into_iter()
+            .partition(|(pat, _)| matches(pat, &prop.name));
+        self.host_waiters = keep;
+        for (_, tell) in hit {
+            tell(prop.clone());
+        }
         let waits = std::mem::take(&mut self.waits);
         for mut w in waits {
             if w.is_cancelled() {

@@ -1,0 +1,168 @@
+//! `novabox controlvm` and `novabox guestproperty`: requests to a running VM over its
+//! control socket (glue::control), with VBoxManage's command shapes.
+
+use anyhow::{bail, Context, Result};
+use std::time::Duration;
+
+/// Commands that talk to a running VM.
+#[derive(clap::Subcommand, Debug)]
+pub enum ControlCommand {
+    /// Control a running VM (poweroff, acpipowerbutton, mouse move X Y).
+    Controlvm {
+        /// Name, UUID or .vbox path of the running VM.
+        vm: String,
+        /// What to do.
+        #[command(subcommand)]
+        action: ControlAction,
+    },
+    /// Guest properties of a running VM.
+    Guestproperty {
+        /// get | set | enumerate | wait.
+        #[command(subcommand)]
+        action: GuestPropAction,
+    },
+}
+
+/// `controlvm` actions.
+#[derive(clap::Subcommand, Debug)]
+pub enum ControlAction {
+    /// Power the VM off at once.
+    Poweroff,
+    /// Press the ACPI power button.
+    Acpipowerbutton,
+    /// The absolute pointer.
+    Mouse {
+        /// move X Y (0..65535 each, the guest's whole screen).
+        #[command(subcommand)]
+        action: MouseAction,
+    },
+    /// What the Guest Additions reported (version, run level).
+    Guestinfo,
+}
+
+/// `controlvm VM mouse` actions.
+#[derive(clap::Subcommand, Debug)]
+pub enum MouseAction {
+    /// Move the absolute pointer.
+    Move {
+        /// X, 0..65535.
+        x: u32,
+        /// Y, 0..65535.
+        y: u32,
+    },
+}
+
+/// `guestproperty` actions.
+#[derive(clap::Subcommand, Debug)]
+pub enum GuestPropAction {
+    /// Print a property's value.
+    Get {
+        /// VM.
+        vm: String,
+        /// Property name.
+        name: String,
+    },
+    /// Set (or, without a value, delete) a property.
+    Set {
+        /// VM.
+        vm: String,
+        /// Property name.
+        name: String,
+        /// Value (absent: delete).
+        value: Option<String>,
+        /// Flags (TRANSIENT, TRANSRESET, RDONLYGUEST, RDONLYHOST, READONLY).
+        #[arg(long)]
+        flags: Option<String>,
+    },
+    /// List properties, optionally only those matching patterns.
+    Enumerate {
+        /// VM.
+        vm: String,
+        /// Patterns (`*`, `?`).
+        #[arg(long = "patterns")]
+        patterns: Vec<String>,
+    },
+    /// Wait for a property matching PATTERNS to change.
+    Wait {
+        /// VM.
+        vm: String,
+        /// Patterns separated by `|`.
+        patterns: String,
+        /// Give up after this many milliseconds.
+        #[arg(long)]
+        timeout: Option<u64>,
+    },
+}
+
+fn send(vm: &str, words: &[&str], timeout: Duration) -> Result<String> {
+    let (file, _) = crate::vbox_cmds::load_for_run(vm)?;
+    let path = glue::control::socket_path(&file.machine_folder());
+    match glue::control::request(&path, words, timeout) {
+        Ok(Ok(text)) => Ok(text),
+        Ok(Err(msg)) => bail!("{msg}"),
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "machine '{vm}' is not running (no control socket at {})",
+                path.display()
+            )
+        }),
+    }
+}
+
+/// Run a control command; returns the exit code.
+pub fn run(cmd: ControlCommand) -> Result<i32> {
+    let t = Duration::from_secs(60);
+    let out = match cmd {
+        ControlCommand::Controlvm { vm, action } => match action {
+            ControlAction::Poweroff => send(&vm, &["poweroff"], t)?,
+            ControlAction::Acpipowerbutton => send(&vm, &["acpipowerbutton"], t)?,
+            ControlAction::Mouse {
+                action: MouseAction::Move { x, y },
+            } => send(&vm, &["mouse", "move", &x.to_string(), &y.to_string()], t)?,
+            ControlAction::Guestinfo => send(&vm, &["info"], t)?,
+        },
+        ControlCommand::Guestproperty { action } => match action {
+            GuestPropAction::Get { vm, name } => send(&vm, &["guestproperty", "get", &name], t)?,
+            GuestPropAction::Set {
+                vm,
+                name,
+                value,
+                flags,
+            } => {
+                let mut w = vec!["guestproperty", "set", name.as_str()];
+                if let Some(v) = &value {
+                    w.push(v);
+                    if let Some(f) = &flags {
+                        w.push(f);
+                    }
+                }
+                send(&vm, &w, t)?
+            }
+            GuestPropAction::Enumerate { vm, patterns } => {
+                let mut w = vec!["guestproperty", "enumerate"];
+                w.extend(patterns.iter().map(String::as_str));
+                send(&vm, &w, t)?
+            }
+            GuestPropAction::Wait {
+                vm,
+                patterns,
+                timeout,
+            } => {
+                let ms = timeout.map(|m| m.to_string());
+                let mut w = vec!["guestproperty", "wait", patterns.as_str()];
+                if let Some(m) = &ms {
+                    w.push(m);
+                }
+                let limit = timeout
+                    .map(|m| Duration::from_millis(m) + t)
+                    .unwrap_or(Duration::from_secs(365 * 24 * 3600));
+                send(&vm, &w, limit)?
+            }
+        },
+    };
+    print!("{out}");
+    if !out.is_empty() && !out.ends_with('\n') {
+        println!();
+    }
+    Ok(0)
+}
