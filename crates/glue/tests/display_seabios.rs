@@ -189,10 +189,21 @@ fn display_seabios_text_screen_vnc_and_screenshot_agree() {
         .unwrap()
         .unwrap_or_else(|| panic!("{NO_BOOT:?} never appeared on the screen ({reason:?})"));
     eprintln!("{test}: screen text:\n{}", text.join("\n"));
-    assert!(text[0].starts_with("SeaBIOS (version"), "banner on row 0: {:?}", text[0]);
+    assert!(
+        text[0].starts_with("SeaBIOS (version"),
+        "banner on row 0: {:?}",
+        text[0]
+    );
     let shot = vnc::decode_png(&png).unwrap();
-    assert_eq!((shot.width, shot.height), (720, 400), "80x25 text with 9x16 cells");
-    assert_eq!(over_vnc, shot, "the VNC client sees the screenshot's picture");
+    assert_eq!(
+        (shot.width, shot.height),
+        (720, 400),
+        "80x25 text with 9x16 cells"
+    );
+    assert_eq!(
+        over_vnc, shot,
+        "the VNC client sees the screenshot's picture"
+    );
     assert_eq!(frame, shot, "the picture did not change meanwhile");
     // The banner's first glyph is drawn in light grey on black.
     assert!(shot.pixels.contains(&0xaaaaaa) && shot.pixels.contains(&0));
@@ -214,7 +225,11 @@ fn display_seabios_text_screen_vnc_and_screenshot_agree() {
         );
         return;
     }
-    assert_eq!(want_text.trim_end(), text.join("\n").trim_end(), "screen text as the golden");
+    assert_eq!(
+        want_text.trim_end(),
+        text.join("\n").trim_end(),
+        "screen text as the golden"
+    );
     let want = vnc::decode_png(&std::fs::read(&golden).unwrap()).unwrap();
     assert!(want == shot, "screenshot differs from {}", golden.display());
 }
