@@ -148,11 +148,14 @@ fn prop_line(p: &guestprop::Property) -> String {
     )
 }
 
+/// Work run on the guest property service's thread.
+type PropJob = Box<dyn FnOnce(&mut GuestProperties) -> Result<String, String> + Send>;
+
 /// The requests a running machine answers.
 pub fn machine_handler(ga: GuestAdditions, exec: Arc<ExecutionManager>) -> Handler {
     Arc::new(move |w: &[String]| {
         let w: Vec<&str> = w.iter().map(String::as_str).collect();
-        let props = |f: Box<dyn FnOnce(&mut GuestProperties) -> Result<String, String> + Send>| {
+        let props = |f: PropJob| {
             ga.hgcm
                 .with_service::<GuestProperties, _>(guestprop::SERVICE_NAME, f)
                 .unwrap_or_else(|| Err("no guest property service".into()))
