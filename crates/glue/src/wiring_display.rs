@@ -293,6 +293,76 @@ impl DisplayHandle {
     }
 }
 
+/// The display part of the control channel (`novabox controlvm VM ...`): answers
+/// `screenshotpng FILE`, `keyboardputstring TEXT...`, `keyboardputscancode HEX...`,
+/// `setvideomodehint W H [BPP]` and `mouse move X Y` (pixels, through the PS/2 mouse);
+/// None for anything else, so a control handler can try it after its own requests.
+pub fn handle_control(h: &DisplayHandle, words: &[&str]) -> Option<Result<String, String>> {
+    let r = match words {
+        ["screenshotpng", file] => h
+            .screenshot_png()
+            .map_err(|e| e.to_string())
+            .and_then(|png| {
+                std::fs::write(file, png).map_err(|e| format!("cannot write {file}: {e}"))
+            })
+            .map(|_| String::new()),
+        ["keyboardputstring", text @ ..] if !text.is_empty() => {
+            let skipped = h.put_string(&text.join(" "));
+            if skipped.is_empty() {
+                Ok(String::new())
+            } else {
+                Ok(format!(
+                    "typed; no key on the US layout for: {}",
+                    skipped.iter().collect::<String>()
+                ))
+            }
+        }
+        ["keyboardputscancode", hex @ ..] if !hex.is_empty() => hex
+            .iter()
+            .map(|b| {
+                u8::from_str_radix(b.trim_start_matches("0x"), 16)
+                    .map_err(|_| format!("bad scan code byte {b:?} (expected hex, e.g. 1e 9e)"))
+            })
+            .collect::<Result<Vec<u8>, String>>()
+            .and_then(|bytes| {
+                if h.put_scancodes(&bytes) {
+                    Ok(String::new())
+                } else {
+                    Err("the keyboard buffer is full or scanning is off".into())
+                }
+            }),
+        ["setvideomodehint", w, hh, rest @ ..] if rest.len() <= 1 => {
+            let num = |s: &str| s.parse::<u32>().map_err(|_| format!("bad number {s:?}"));
+            (|| {
+                let bpp = match rest.first() {
+                    Some(b) => num(b)?,
+                    None => 32,
+                };
+                let listening = h
+                    .set_video_mode_hint(num(w)?, num(hh)?, bpp)
+                    .map_err(|e| e.to_string())?;
+                Ok(if listening {
+                    String::new()
+                } else {
+                    "hint stored; the guest's video driver has not asked for hints (yet)".into()
+                })
+            })()
+        }
+        ["mouse", "move", x, y] => {
+            let num = |s: &str| {
+                s.parse::<u32>()
+                    .map_err(|_| format!("bad coordinate {s:?}"))
+            };
+            (|| {
+                h.mouse_move(num(x)?, num(y)?, 0);
+                Ok(String::new())
+            })()
+        }
+        _ => return None,
+    };
+    Some(r)
+}
+
 /// The guest's keyboard and pointer as the VNC server drives them.
 struct GuestInput {
     kbd: Arc<Mutex<I8042>>,
@@ -464,6 +534,53 @@ pub fn attach(cfg: &Config, ctx: &mut WiringContext<'_>) -> Result<(), MachineEr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_requests_parse() {
+        // A handle on a machine that is gone: requests still parse, then report the error.
+        let h = DisplayHandle {
+            vga: Weak::new(),
+            renderer: Mutex::new(Renderer::new()),
+            screen: vnc::Screen::new(),
+            input: Arc::new(GuestInput {
+                kbd: Arc::new(Mutex::new(I8042::new(
+                    pdm::IrqLine::disconnected(),
+                    pdm::IrqLine::disconnected(),
+                ))),
+                vga: Weak::new(),
+                last: Mutex::new(None),
+            }),
+            server_addr: None,
+        };
+        assert!(handle_control(&h, &["poweroff"]).is_none());
+        assert_eq!(
+            handle_control(&h, &["keyboardputstring", "hi", "there"]),
+            Some(Ok(String::new()))
+        );
+        // 'h' 'i' ' ' 't' ... reached the keyboard (set 2 with translation off): 0x33 = h.
+        assert!(h.input.kbd.lock().read_port(false) == 0x33);
+        assert!(handle_control(&h, &["keyboardputscancode", "1e", "zz"])
+            .unwrap()
+            .is_err());
+        assert!(
+            handle_control(&h, &["setvideomodehint", "1024", "768"])
+                .unwrap()
+                .is_err(),
+            "stopped"
+        );
+        assert!(handle_control(&h, &["setvideomodehint", "x", "768"])
+            .unwrap()
+            .is_err());
+        assert!(
+            handle_control(&h, &["screenshotpng", "/nonexistent/dir/x.png"])
+                .unwrap()
+                .is_err()
+        );
+        assert_eq!(
+            handle_control(&h, &["mouse", "move", "5", "7"]),
+            Some(Ok(String::new()))
+        );
+    }
 
     #[test]
     fn vnc_listen_forms() {
