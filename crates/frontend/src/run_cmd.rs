@@ -92,6 +92,7 @@ pub fn run(args: RunArgs, log: Option<&std::path::Path>) -> anyhow::Result<i32> 
     cfg.rtc_utc = args.rtc_utc;
     cfg.display = glue::wiring_display::run_config("VBoxVGA", 0, 1, args.vnc.as_deref(), None)
         .map_err(anyhow::Error::msg)?;
+    cfg.display.guest_additions = Some(cfg.guest_additions.handle.clone());
     cfg.guest_additions.shared_folders = shared_folders(&args, &[])?;
     if args.debugcon {
         cfg.debugcon = Some(Box::new(std::io::stderr()));
@@ -232,6 +233,7 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
             .map(|p| (p, mc.vrde_address.as_str())),
     )
     .map_err(anyhow::Error::msg)?;
+    cfg.display.guest_additions = Some(cfg.guest_additions.handle.clone());
     cfg.guest_additions.shared_folders = shared_folders(args, &mc.shared_folders)?;
     cfg.guest_additions.control_socket = Some(glue::control::socket_path(&file.machine_folder()));
     cfg.paravirt = match mc.paravirt_effective {

@@ -9,9 +9,11 @@
 //! the machine is gone.
 
 use crate::machine::{MachineError, WiringContext};
+use crate::wiring_guest_additions::GuestAdditions;
 use devices::i8042::I8042;
 use devices::pci::PciAddress;
 use devices::vga::{self, Renderer, Vga, VgaConfig, VgaDevice};
+use devices::vmmdev::consts::mouse as vmm_mouse;
 use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +74,10 @@ pub struct Config {
     /// Filled in by [`attach`] with the handle the frontend uses (screenshots, typing,
     /// mode hints).
     pub handle: HandleSlot,
+    /// The Guest Additions' handle slot (`wiring_guest_additions::Config::handle`): with
+    /// it, the pointer goes to the VMMDev as absolute positions whenever the guest's
+    /// Additions ask for them, else through the PS/2 mouse as relative motion.
+    pub guest_additions: Option<Arc<Mutex<Option<GuestAdditions>>>>,
 }
 
 /// Where [`attach`] leaves the display handle.
@@ -137,6 +143,7 @@ pub fn run_config(
         vga_bios: None,
         vnc: listen.map(|listen| VncConfig { listen, password }),
         handle: HandleSlot::default(),
+        guest_additions: None,
     })
 }
 
@@ -369,6 +376,16 @@ struct GuestInput {
     vga: Weak<Mutex<Vga>>,
     /// Last pointer position and RFB button mask.
     last: Mutex<Option<(u32, u32, u8)>>,
+    /// The VMMDev, once the Guest Additions wiring has made it.
+    guest_additions: Option<Arc<Mutex<Option<GuestAdditions>>>>,
+}
+
+/// Map pixel `v` of `size` onto the VMMDev's 0..0xFFFF range (as VirtualBox does, rounding
+/// towards the pixel's left/top edge so guests that round land on the same pixel).
+fn to_absolute(v: u32, size: u32) -> i32 {
+    let size = u64::from(size.max(1));
+    let a = (u64::from(v) + 1) * 0xffff;
+    (a.saturating_sub(0xbfff) / size).min(0xffff) as i32
 }
 
 /// An i8042 extension the display uses: queue set-1 bytes as if the keyboard sent them.
@@ -407,9 +424,44 @@ impl vnc::Input for GuestInput {
         }
     }
 
-    fn pointer(&self, x: u32, y: u32, buttons: u8, _width: u32, _height: u32) {
-        // Relative PS/2 motion from the last absolute position. (Absolute positioning
-        // through the VMMDev, when the guest's Additions ask for it, is not wired yet.)
+    fn pointer(&self, x: u32, y: u32, buttons: u8, width: u32, height: u32) {
+        let vmmdev = self
+            .guest_additions
+            .as_ref()
+            .and_then(|slot| slot.lock().as_ref().map(|ga| ga.vmmdev.clone()));
+        let ps2_buttons = (buttons & 1) | ((buttons & 4) >> 1) | ((buttons & 2) << 1);
+        let wheel = if buttons & 8 != 0 {
+            -1
+        } else if buttons & 16 != 0 {
+            1
+        } else {
+            0
+        };
+        if let Some(v) = vmmdev {
+            // The host wants absolute positions while a remote pointer is in use.
+            if v.mouse().caps & vmm_mouse::HOST_WANTS_ABSOLUTE == 0 {
+                v.update_mouse_capabilities(vmm_mouse::HOST_WANTS_ABSOLUTE, 0);
+            }
+            if v.guest_wants_absolute() {
+                v.set_absolute_mouse(
+                    to_absolute(x, width),
+                    to_absolute(y, height),
+                    wheel,
+                    0,
+                    u32::from(ps2_buttons),
+                );
+                // Mainline Linux reads buttons and the wheel from the PS/2 mouse only:
+                // send them there without motion.
+                let mut last = self.last.lock();
+                let lb = last.map_or(0, |l| l.2);
+                *last = Some((x, y, buttons & 7));
+                if lb != buttons & 7 || wheel != 0 {
+                    self.kbd.lock().mouse_event(0, 0, wheel, ps2_buttons);
+                }
+                return;
+            }
+        }
+        // Relative PS/2 motion from the last absolute position.
         let mut last = self.last.lock();
         let (lx, ly, lb) = last.unwrap_or((x, y, 0));
         *last = Some((x, y, buttons & 7));
@@ -487,6 +539,7 @@ pub fn attach(cfg: &Config, ctx: &mut WiringContext<'_>) -> Result<(), MachineEr
         kbd: ctx.keyboard.clone(),
         vga: Arc::downgrade(&dev.vga),
         last: Mutex::new(None),
+        guest_additions: cfg.guest_additions.clone(),
     });
     let server = match &cfg.vnc {
         Some(v) => Some(
@@ -549,6 +602,7 @@ mod tests {
                 ))),
                 vga: Weak::new(),
                 last: Mutex::new(None),
+                guest_additions: None,
             }),
             server_addr: None,
         };
@@ -580,6 +634,18 @@ mod tests {
             handle_control(&h, &["mouse", "move", "5", "7"]),
             Some(Ok(String::new()))
         );
+    }
+
+    #[test]
+    fn absolute_mapping_spans_the_range() {
+        assert_eq!(
+            to_absolute(0, 1024),
+            (0xffff - 0xbfff) / 1024,
+            "VirtualBox's formula, x 1-based"
+        );
+        assert_eq!(to_absolute(1023, 1024), (1024 * 0xffff - 0xbfff) / 1024);
+        assert!(to_absolute(512, 1024) > 0x7f00 && to_absolute(512, 1024) < 0x8100);
+        assert_eq!(to_absolute(5000, 0), 0xffff, "degenerate sizes clamp");
     }
 
     #[test]
