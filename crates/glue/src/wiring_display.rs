@@ -294,9 +294,10 @@ impl DisplayHandle {
                 "mode {width}x{height} out of range"
             )));
         }
-        let vga = self.vga.upgrade().ok_or(DisplayError::Stopped)?;
-        let listening = vga.lock().set_mode_hint(width, height, bpp);
-        Ok(listening)
+        if self.vga.upgrade().is_none() {
+            return Err(DisplayError::Stopped);
+        }
+        Ok(self.input.hint(width, height, bpp))
     }
 }
 
@@ -483,10 +484,39 @@ impl vnc::Input for GuestInput {
     }
 
     fn resize(&self, width: u32, height: u32) -> bool {
-        match self.vga.upgrade() {
-            Some(v) => v.lock().set_mode_hint(width, height, 32),
-            None => false,
+        if !(64..=16384).contains(&width) || !(64..=16384).contains(&height) {
+            return false;
         }
+        self.hint(width, height, 32)
+    }
+}
+
+impl GuestInput {
+    /// A video mode hint through both of VirtualBox's paths: HGSMI (vboxvideo) and the
+    /// VMMDev display change request (VBoxClient, VMSVGA guests). True when a driver that
+    /// listens for hints will be told now.
+    fn hint(&self, width: u32, height: u32, bpp: u32) -> bool {
+        let hgsmi = self
+            .vga
+            .upgrade()
+            .is_some_and(|v| v.lock().set_mode_hint(width, height, bpp));
+        let vmmdev = self
+            .guest_additions
+            .as_ref()
+            .and_then(|slot| slot.lock().as_ref().map(|ga| ga.vmmdev.clone()));
+        if let Some(v) = vmmdev {
+            // VMMDEV_DISPLAY_PRIMARY | CX | CY | BPP valid.
+            v.request_display_change(devices::vmmdev::DisplayDef {
+                flags: 0x1 | 0x8 | 0x10 | if bpp != 0 { 0x20 } else { 0 },
+                id: 0,
+                x: 0,
+                y: 0,
+                cx: width,
+                cy: height,
+                bpp,
+            });
+        }
+        hgsmi
     }
 }
 
