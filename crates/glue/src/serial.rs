@@ -146,6 +146,26 @@ fn pump(mut r: impl Read, serial: &Mutex<Serial>, stop: &dyn Fn() -> bool) {
     }
 }
 
+/// Accept one client at a time: it becomes the peer output goes to, and its input feeds
+/// the UART until it disconnects.
+fn serve<S: Read + Write + Send + 'static>(
+    clients: impl Iterator<Item = std::io::Result<S>>,
+    writer: impl Fn(&S) -> std::io::Result<S>,
+    peer: &Peer,
+    serial: &Mutex<Serial>,
+    stop: &dyn Fn() -> bool,
+) {
+    for s in clients.flatten() {
+        if let Ok(w) = writer(&s) {
+            *peer.lock() = Some(Box::new(w));
+        }
+        pump(s, serial, stop);
+        if stop() {
+            return;
+        }
+    }
+}
+
 /// Start the thread that feeds the port's input.
 pub(crate) fn spawn_input(
     input: Input,
@@ -163,29 +183,17 @@ pub(crate) fn spawn_input(
             Input::Stdin => pump(std::io::stdin(), &serial, &*stop),
             Input::UnixClient(s) => pump(s, &serial, &*stop),
             Input::TcpClient(s) => pump(s, &serial, &*stop),
-            Input::Unix(l) => {
-                for s in l.incoming().flatten() {
-                    if let Ok(w) = s.try_clone() {
-                        *peer.lock() = Some(Box::new(w));
-                    }
-                    pump(s, &serial, &*stop);
-                    if stop() {
-                        return;
-                    }
-                }
-            }
-            Input::Tcp(l) => {
-                for s in l.incoming().flatten() {
+            Input::Unix(l) => serve(l.incoming(), |s| s.try_clone(), &peer, &serial, &*stop),
+            Input::Tcp(l) => serve(
+                l.incoming(),
+                |s| {
                     let _ = s.set_nodelay(true);
-                    if let Ok(w) = s.try_clone() {
-                        *peer.lock() = Some(Box::new(w));
-                    }
-                    pump(s, &serial, &*stop);
-                    if stop() {
-                        return;
-                    }
-                }
-            }
+                    s.try_clone()
+                },
+                &peer,
+                &serial,
+                &*stop,
+            ),
         })?;
     Ok(())
 }
