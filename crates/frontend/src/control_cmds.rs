@@ -30,24 +30,52 @@ pub enum ControlAction {
     Poweroff,
     /// Press the ACPI power button.
     Acpipowerbutton,
-    /// The absolute pointer.
+    /// The pointer.
     Mouse {
-        /// move X Y (0..65535 each, the guest's whole screen).
+        /// move X Y: screen pixels (absolute through the Guest Additions when the guest
+        /// asks for it, else PS/2 motion); on a machine without a display, the VMMDev's
+        /// absolute 0..65535 range.
         #[command(subcommand)]
         action: MouseAction,
     },
     /// What the Guest Additions reported (version, run level).
     Guestinfo,
+    /// Save the guest screen as a PNG file.
+    Screenshotpng {
+        /// Where to write it.
+        file: std::path::PathBuf,
+    },
+    /// Type a text on the guest keyboard (US layout).
+    Keyboardputstring {
+        /// The text (several words are joined with spaces).
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// Send raw set-1 scan code bytes (hex, e.g. 1e 9e).
+    Keyboardputscancode {
+        /// The bytes.
+        #[arg(required = true)]
+        codes: Vec<String>,
+    },
+    /// Ask the guest's video driver for a display mode.
+    Setvideomodehint {
+        /// Width in pixels.
+        width: u32,
+        /// Height in pixels.
+        height: u32,
+        /// Bits per pixel (default 32).
+        bpp: Option<u32>,
+    },
 }
 
 /// `controlvm VM mouse` actions.
 #[derive(clap::Subcommand, Debug)]
 pub enum MouseAction {
-    /// Move the absolute pointer.
+    /// Move the pointer.
     Move {
-        /// X, 0..65535.
+        /// X (pixels; 0..65535 without a display).
         x: u32,
-        /// Y, 0..65535.
+        /// Y (pixels; 0..65535 without a display).
         y: u32,
     },
 }
@@ -120,6 +148,35 @@ pub fn run(cmd: ControlCommand) -> Result<i32> {
                 action: MouseAction::Move { x, y },
             } => send(&vm, &["mouse", "move", &x.to_string(), &y.to_string()], t)?,
             ControlAction::Guestinfo => send(&vm, &["info"], t)?,
+            ControlAction::Screenshotpng { file } => {
+                // The VM writes the file: give it an absolute path.
+                let file = std::path::absolute(&file)
+                    .with_context(|| format!("bad file name {}", file.display()))?;
+                let f = file.to_string_lossy();
+                send(&vm, &["screenshotpng", &f], t)?
+            }
+            ControlAction::Keyboardputstring { text } => {
+                let joined = text.join(" ");
+                send(&vm, &["keyboardputstring", &joined], t)?
+            }
+            ControlAction::Keyboardputscancode { codes } => {
+                let mut w = vec!["keyboardputscancode"];
+                w.extend(codes.iter().map(String::as_str));
+                send(&vm, &w, t)?
+            }
+            ControlAction::Setvideomodehint {
+                width,
+                height,
+                bpp,
+            } => {
+                let (w, h) = (width.to_string(), height.to_string());
+                let b = bpp.map(|b| b.to_string());
+                let mut words = vec!["setvideomodehint", w.as_str(), h.as_str()];
+                if let Some(b) = &b {
+                    words.push(b);
+                }
+                send(&vm, &words, t)?
+            }
         },
         ControlCommand::Guestproperty { action } => match action {
             GuestPropAction::Get { vm, name } => send(&vm, &["guestproperty", "get", &name], t)?,

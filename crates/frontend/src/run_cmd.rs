@@ -236,6 +236,7 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
     cfg.display.guest_additions = Some(cfg.guest_additions.handle.clone());
     cfg.guest_additions.shared_folders = shared_folders(args, &mc.shared_folders)?;
     cfg.guest_additions.control_socket = Some(glue::control::socket_path(&file.machine_folder()));
+    cfg.guest_additions.display = Some(cfg.display.handle.clone());
     cfg.paravirt = match mc.paravirt_effective {
         settings::ParavirtProvider::None => hm::cpuid::ParavirtProvider::None,
         _ => hm::cpuid::ParavirtProvider::Minimal,

@@ -7,6 +7,7 @@
 //! separated by single spaces; the answer is `OK <text>` or `ERR <message>`, the text
 //! percent-encoded the same way.
 
+use crate::wiring_display::HandleSlot;
 use crate::wiring_guest_additions::GuestAdditions;
 use hgcm::guestprop::{self, GuestProperties};
 use hm::{ExecutionManager, StopReason};
@@ -151,10 +152,22 @@ fn prop_line(p: &guestprop::Property) -> String {
 /// Work run on the guest property service's thread.
 type PropJob = Box<dyn FnOnce(&mut GuestProperties) -> Result<String, String> + Send>;
 
-/// The requests a running machine answers.
-pub fn machine_handler(ga: GuestAdditions, exec: Arc<ExecutionManager>) -> Handler {
+/// The requests a running machine answers. With a display, its requests
+/// (`wiring_display::handle_control`: screenshots, typing, mode hints, the pointer in
+/// screen pixels) come first; the rest are the machine's and the Guest Additions'.
+pub fn machine_handler(
+    ga: GuestAdditions,
+    exec: Arc<ExecutionManager>,
+    display: Option<HandleSlot>,
+) -> Handler {
     Arc::new(move |w: &[String]| {
         let w: Vec<&str> = w.iter().map(String::as_str).collect();
+        let display_handle = display.as_ref().and_then(|slot| slot.lock().clone());
+        if let Some(h) = display_handle {
+            if let Some(r) = crate::wiring_display::handle_control(&h, &w) {
+                return r;
+            }
+        }
         let props = |f: PropJob| {
             ga.hgcm
                 .with_service::<GuestProperties, _>(guestprop::SERVICE_NAME, f)

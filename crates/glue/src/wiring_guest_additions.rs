@@ -46,6 +46,10 @@ pub struct Config {
     pub shared_folders: Vec<ShareConfig>,
     /// Serve the control socket here (`novabox controlvm`); None: no control channel.
     pub control_socket: Option<std::path::PathBuf>,
+    /// The display's handle slot (`wiring_display::Config::handle`): the control socket
+    /// answers the display requests (screenshots, typing, mode hints, pointer in pixels)
+    /// through it when the machine has a graphics adapter.
+    pub display: Option<crate::wiring_display::HandleSlot>,
     /// Filled by [`attach`]: the host side, for the frontend.
     pub handle: Arc<Mutex<Option<GuestAdditions>>>,
 }
@@ -109,7 +113,7 @@ pub fn attach(cfg: &Config, ctx: &mut WiringContext<'_>) -> Result<(), MachineEr
     if let Some(path) = &cfg.control_socket {
         crate::control::serve(
             path,
-            crate::control::machine_handler(ga.clone(), ctx.exec.clone()),
+            crate::control::machine_handler(ga.clone(), ctx.exec.clone(), cfg.display.clone()),
         )
         .map_err(|e| MachineError::Devices(format!("control socket {}: {e}", path.display())))?;
     }
