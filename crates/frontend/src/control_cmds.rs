@@ -164,11 +164,7 @@ pub fn run(cmd: ControlCommand) -> Result<i32> {
                 w.extend(codes.iter().map(String::as_str));
                 send(&vm, &w, t)?
             }
-            ControlAction::Setvideomodehint {
-                width,
-                height,
-                bpp,
-            } => {
+            ControlAction::Setvideomodehint { width, height, bpp } => {
                 let (w, h) = (width.to_string(), height.to_string());
                 let b = bpp.map(|b| b.to_string());
                 let mut words = vec!["setvideomodehint", w.as_str(), h.as_str()];

@@ -104,9 +104,47 @@ fn machine_from_vbox_reaches_firmware_with_its_settings() {
             Err(_) => {}
         }
     };
+    // The control socket answers the display's requests while the machine runs.
+    let shot = t.path().join("shot.png");
+    let control = |args: &[&str]| {
+        novabox(&home)
+            .args(["controlvm", "fw"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let shot_out = control(&["screenshotpng", shot.to_str().unwrap()]);
+    let keys_out = control(&["keyboardputscancode", "1e", "9e"]);
+    let bad_keys = control(&["keyboardputscancode", "zz"]);
     // SIGTERM powers the VM off cleanly.
     let _ = Command::new("kill").arg(child.id().to_string()).status();
     let status = child.wait().unwrap();
+    assert!(
+        shot_out.status.success(),
+        "screenshotpng: {}",
+        String::from_utf8_lossy(&shot_out.stderr)
+    );
+    let png = std::fs::read(&shot).expect("the screenshot was written");
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let (w, h) = (
+        u32::from_be_bytes(png[16..20].try_into().unwrap()),
+        u32::from_be_bytes(png[20..24].try_into().unwrap()),
+    );
+    assert_eq!(
+        (w, h),
+        (720, 400),
+        "SeaBIOS's 80x25 text screen, 9x16 cells"
+    );
+    assert!(
+        keys_out.status.success(),
+        "keyboardputscancode: {}",
+        String::from_utf8_lossy(&keys_out.stderr)
+    );
+    let err = String::from_utf8_lossy(&bad_keys.stderr);
+    assert!(
+        !bad_keys.status.success() && err.contains("bad scan code byte"),
+        "{err}"
+    );
     assert!(
         found,
         "SeaBIOS did not report 'No bootable device':\n{}",
