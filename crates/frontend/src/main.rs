@@ -6,6 +6,7 @@ mod control_cmds;
 mod logging;
 mod media_cmds;
 mod run_cmd;
+mod storage_map;
 mod tty;
 mod vbox_cmds;
 

@@ -223,6 +223,25 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
     cfg.cpus = mc.cpu_count;
     cfg.engine = args.engine;
     cfg.rtc_utc = mc.rtc_utc;
+    let (storage, storage_warnings) = crate::storage_map::storage_config(&mc);
+    for w in &storage_warnings {
+        eprintln!("novabox: warning: {w}");
+        tracing::warn!("{w}");
+    }
+    for c in &storage.controllers {
+        for a in &c.attachments {
+            tracing::info!(
+                controller = %c.name,
+                port = a.port,
+                device = a.device,
+                kind = ?a.kind,
+                medium = %a.path.as_deref().map(|p| p.display().to_string()).unwrap_or_else(|| "(empty)".into()),
+                read_only = a.read_only,
+                "storage"
+            );
+        }
+    }
+    cfg.storage = storage;
     cfg.display = glue::wiring_display::run_config(
         settings::XmlEnum::as_xml(mc.graphics),
         mc.vram_mib,
@@ -277,10 +296,15 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
 }
 
 /// What `run VM` supports today (the compatibility report names everything else).
-fn supported_features() -> settings::config::SupportedFeatures {
+pub(crate) fn supported_features() -> settings::config::SupportedFeatures {
     let mut s = settings::config::SupportedFeatures::minimal();
     s.max_cpus = glue::MAX_CPUS;
     s.guest_additions = true;
+    s.storage_controllers = crate::storage_map::MODELLED.to_vec();
+    s.disk_formats = crate::storage_map::FORMATS
+        .iter()
+        .map(|f| f.to_string())
+        .collect();
     s
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
-use settings::config::{compatibility_report, SupportedFeatures};
+use settings::config::compatibility_report;
 use settings::enums::{parse_cli, StorageBus, XmlEnum};
 use settings::info::{showvminfo, InfoContext, InfoFormat};
 use settings::registry::{user_home, GlobalRegistry};
@@ -208,7 +208,7 @@ fn show(a: ShowArgs) -> Result<i32> {
     if a.compat {
         // What `run` would do: media must resolve; then every unsupported setting.
         settings::config::MachineConfig::from_file(&file, &refs)?;
-        let report = compatibility_report(&file.machine, &SupportedFeatures::minimal());
+        let report = compatibility_report(&file.machine, &crate::run_cmd::supported_features());
         if report.is_empty() {
             println!("All settings of '{}' are supported.", file.machine.name);
         } else {

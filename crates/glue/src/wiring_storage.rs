@@ -57,6 +57,9 @@ pub struct Attachment {
     pub kind: DeviceKind,
     /// The image (None: an empty DVD drive).
     pub path: Option<PathBuf>,
+    /// Where the images of its differencing chain are (UUID to file, from the media
+    /// registry): VDI children name their parent only by UUID.
+    pub parents: Vec<(media::Uuid, PathBuf)>,
     /// Open the image read-only (DVDs always are).
     pub read_only: bool,
     /// Host drive passthrough was asked for; not modelled, the image (if any) is used.
@@ -77,6 +80,7 @@ impl Attachment {
             device,
             kind: DeviceKind::HardDisk,
             path: Some(path.into()),
+            parents: Vec::new(),
             read_only: false,
             passthrough: false,
             hotpluggable: false,
@@ -168,8 +172,12 @@ fn open_drive(
         None => None,
         Some(p) => {
             let writable = kind == DriveKind::HardDisk && !a.read_only;
+            let registry = media::Registry {
+                by_uuid: a.parents.iter().cloned().collect(),
+            };
             let opts = media::OpenOptions {
                 writable,
+                resolver: Some(Box::new(registry)),
                 ..media::OpenOptions::default()
             };
             let m = media::open(p, &opts).map_err(|e| {

@@ -621,18 +621,27 @@ pub fn compatibility_report(m: &Machine, s: &SupportedFeatures) -> Vec<CompatIss
     if !s.parallel && hw.parallel.iter().any(|p| p.enabled) {
         add("--lpt1", "on".into(), "no parallel port", false);
     }
+    // A disk on an unmodelled controller blocks the start only when no modelled controller
+    // has a disk the firmware could boot from instead.
+    let has_disk = |c: &StorageController| c.devices.iter().any(|d| d.kind == DeviceType::HardDisk);
+    let bootable_elsewhere = hw
+        .storage
+        .iter()
+        .any(|c| s.storage_controllers.contains(&c.kind) && has_disk(c));
     for c in &hw.storage {
-        let disks = c.devices.iter().any(|d| d.kind == DeviceType::HardDisk);
+        let disks = has_disk(c);
         if !s.storage_controllers.contains(&c.kind) {
             add(
                 &format!("storagectl \"{}\"", c.name),
                 c.kind.as_xml().into(),
-                if disks {
+                if disks && !bootable_elsewhere {
                     "its disks are not available: the guest cannot boot from them"
+                } else if disks {
+                    "its disks are not available to the guest"
                 } else {
                     "its drives are not available"
                 },
-                disks,
+                disks && !bootable_elsewhere,
             );
         }
     }
