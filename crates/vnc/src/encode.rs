@@ -1,26 +1,40 @@
 //! Server-to-client rectangle encodings: Raw, zlib (RFC 6143 7.7 and the zlib encoding of
 //! the RFB community registry: one zlib stream per connection, each rectangle a
-//! sync-flushed chunk behind a 32-bit length), the rich-cursor pseudo-encoding, and the
-//! desktop-size pseudo-encodings.
+//! sync-flushed chunk behind a 32-bit length), ZRLE ([`crate::zrle`]), CopyRect, the
+//! rich-cursor pseudo-encoding, and the desktop-size pseudo-encodings.
 
 use crate::proto::{encoding, PixelFormat};
 use crate::screen::{CursorImage, Rect};
-use flate2::{Compress, Compression, FlushCompress};
+use crate::zrle::{deflate_sync, ZrleEncoder};
+use flate2::{Compress, Compression};
+
+/// How pixel rectangles are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum PixelEncoding {
+    /// Raw pixels.
+    #[default]
+    Raw,
+    /// zlib over raw pixels.
+    Zlib,
+    /// ZRLE tiles.
+    Zrle,
+}
 
 /// Per-connection encoder state.
 pub struct Encoder {
     /// The client's pixel format.
     pub pf: PixelFormat,
-    /// Use zlib for pixel data.
-    pub zlib: bool,
+    /// The encoding for pixel data.
+    pub kind: PixelEncoding,
     z: Compress,
+    zrle: ZrleEncoder,
 }
 
 impl std::fmt::Debug for Encoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Encoder")
             .field("pf", &self.pf)
-            .field("zlib", &self.zlib)
+            .field("kind", &self.kind)
             .finish()
     }
 }
@@ -44,23 +58,28 @@ impl Encoder {
     pub fn new() -> Self {
         Encoder {
             pf: PixelFormat::SERVER,
-            zlib: false,
+            kind: PixelEncoding::Raw,
             z: Compress::new(Compression::fast(), true),
+            zrle: ZrleEncoder::new(),
         }
     }
 
     /// Append rectangle `r` of `pixels` (`r.w * r.h` 0x00RRGGBB values, row-major).
     pub fn pixels(&mut self, out: &mut Vec<u8>, r: Rect, pixels: &[u32]) {
+        if self.kind == PixelEncoding::Zrle {
+            self.zrle.encode(out, &self.pf, r, pixels);
+            return;
+        }
         let mut raw = Vec::with_capacity(pixels.len() * self.pf.bytes());
         for &p in pixels {
             self.pf.put(&mut raw, p);
         }
-        if self.zlib {
+        if self.kind == PixelEncoding::Zlib {
             rect_header(out, r.x, r.y, r.w, r.h, encoding::ZLIB);
             let len_at = out.len();
             out.extend_from_slice(&[0; 4]);
             let start = out.len();
-            self.deflate(&raw, out);
+            deflate_sync(&mut self.z, &raw, out);
             let n = (out.len() - start) as u32;
             out[len_at..len_at + 4].copy_from_slice(&n.to_be_bytes());
         } else {
@@ -69,20 +88,11 @@ impl Encoder {
         }
     }
 
-    fn deflate(&mut self, input: &[u8], out: &mut Vec<u8>) {
-        let mut consumed = 0usize;
-        loop {
-            out.reserve(input.len() - consumed + 1024);
-            let before_in = self.z.total_in();
-            let r = self
-                .z
-                .compress_vec(&input[consumed..], out, FlushCompress::Sync);
-            consumed += (self.z.total_in() - before_in) as usize;
-            // Done when all input is in and the flush fitted (spare room left behind).
-            if r.is_err() || (consumed >= input.len() && out.len() < out.capacity()) {
-                break;
-            }
-        }
+    /// Append a CopyRect rectangle: `dst` shows what was at (`src_x`, `src_y`).
+    pub fn copy_rect(&mut self, out: &mut Vec<u8>, dst: Rect, src_x: u32, src_y: u32) {
+        rect_header(out, dst.x, dst.y, dst.w, dst.h, encoding::COPY_RECT);
+        out.extend_from_slice(&(src_x as u16).to_be_bytes());
+        out.extend_from_slice(&(src_y as u16).to_be_bytes());
     }
 
     /// Append the rich-cursor pseudo-rectangle for `c`.
@@ -121,7 +131,7 @@ mod tests {
     #[test]
     fn zlib_stream_decodes_across_rects() {
         let mut e = Encoder::new();
-        e.zlib = true;
+        e.kind = PixelEncoding::Zlib;
         let px: Vec<u32> = (0..64 * 64).map(|i| i * 7).collect();
         let mut out = Vec::new();
         let r = Rect {

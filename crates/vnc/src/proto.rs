@@ -20,6 +20,10 @@ pub mod encoding {
     pub const ZLIB: i32 = 6;
     /// Tight.
     pub const TIGHT: i32 = 7;
+    /// ZRLE: zlib-compressed 64x64 tiles with palettes and runs.
+    pub const ZRLE: i32 = 16;
+    /// Pseudo: the last rectangle of an update (the count was 0xFFFF).
+    pub const LAST_RECT: i32 = -224;
     /// Pseudo: the cursor shape.
     pub const CURSOR: i32 = -239;
     /// Pseudo: the framebuffer size changed.
@@ -129,6 +133,25 @@ impl PixelFormat {
     /// Bytes per pixel.
     pub fn bytes(&self) -> usize {
         usize::from(self.bpp / 8)
+    }
+
+    /// ZRLE's compressed pixel (CPIXEL, RFC 6143 7.7.6): for 32-bit true-colour formats
+    /// whose colour bits all lie in the low or the high three bytes, the bytes of a
+    /// [`PixelFormat::put`] pixel to keep; None when CPIXEL is the whole pixel.
+    pub fn cpixel_bytes(&self) -> Option<std::ops::Range<usize>> {
+        if self.bpp != 32 || self.depth > 24 {
+            return None;
+        }
+        let mask = (u32::from(self.red_max) << self.red_shift)
+            | (u32::from(self.green_max) << self.green_shift)
+            | (u32::from(self.blue_max) << self.blue_shift);
+        let low = mask & 0xff00_0000 == 0;
+        let high = mask & 0xff == 0;
+        match (low, high, self.big_endian) {
+            (true, _, false) | (false, true, true) => Some(0..3),
+            (true, _, true) | (false, true, false) => Some(1..4),
+            _ => None,
+        }
     }
 
     /// Append one 0x00RRGGBB pixel in this format.

@@ -37,6 +37,14 @@ impl Rect {
         })
     }
 
+    /// True when the two overlap.
+    pub fn intersects(&self, o: &Rect) -> bool {
+        self.x < o.x.saturating_add(o.w)
+            && o.x < self.x.saturating_add(self.w)
+            && self.y < o.y.saturating_add(o.h)
+            && o.y < self.y.saturating_add(self.h)
+    }
+
     fn union(&self, o: &Rect) -> Rect {
         let x = self.x.min(o.x);
         let y = self.y.min(o.y);
@@ -86,6 +94,29 @@ pub(crate) struct ClientSlot {
     /// The client has asked for an update we have not answered.
     pub requested: bool,
     pub closed: bool,
+    /// The client decodes CopyRect.
+    pub copy_rect: bool,
+    /// A move to send as CopyRect before the damage (valid against the client's picture).
+    pub copy: Option<Move>,
+}
+
+/// Content that moved: `dst` now shows what was at (`dst.x`, `src_y`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Move {
+    /// Where the content is now.
+    pub dst: Rect,
+    /// Top row it came from.
+    pub src_y: u32,
+}
+
+impl Move {
+    /// The rectangle the content came from.
+    pub fn src(&self) -> Rect {
+        Rect {
+            y: self.src_y,
+            ..self.dst
+        }
+    }
 }
 
 impl ClientSlot {
@@ -110,6 +141,94 @@ pub(crate) struct Inner {
     pub cursor: Option<Arc<CursorImage>>,
     pub clients: HashMap<u64, ClientSlot>,
     next_id: u64,
+    /// A hash per row of `pixels` (scroll detection).
+    row_hash: Vec<u64>,
+}
+
+/// Shortest move worth a CopyRect, in rows (a text line is 16).
+const MIN_MOVE_ROWS: u32 = 8;
+
+/// A fast hash of one row (not cryptographic: matches are verified pixel by pixel).
+fn hash_row(px: &[u32]) -> u64 {
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15 ^ px.len() as u64;
+    for pair in px.chunks(2) {
+        let v = u64::from(pair[0]) | u64::from(*pair.get(1).unwrap_or(&0)) << 32;
+        h = (h ^ v).wrapping_mul(0xff51_afd7_ed55_8ccd).rotate_left(29);
+    }
+    h
+}
+
+/// Find content of the old picture that reappears shifted vertically inside full-width
+/// band `band` of the new picture (a scroll): the longest run of rows, verified pixel by
+/// pixel, of at least [`MIN_MOVE_ROWS`].
+fn find_move(
+    width: u32,
+    height: u32,
+    old: &[u32],
+    old_hash: &[u64],
+    new: &[u32],
+    band: Rect,
+) -> Option<Move> {
+    if band.x != 0 || band.w != width || band.h < MIN_MOVE_ROWS {
+        return None;
+    }
+    let w = width as usize;
+    let row = |y: u32| -> std::ops::Range<usize> {
+        let s = y as usize * w;
+        s..s + w
+    };
+    // Where each old row content was (blank rows and other common rows are left out:
+    // they say nothing about a move).
+    let mut at: HashMap<u64, Vec<u32>> = HashMap::with_capacity(height as usize);
+    for (y, &h) in old_hash.iter().enumerate() {
+        at.entry(h).or_default().push(y as u32);
+    }
+    let new_hash: Vec<u64> = (band.y..band.y + band.h)
+        .map(|y| hash_row(&new[row(y)]))
+        .collect();
+    let mut votes: HashMap<i64, u32> = HashMap::new();
+    for (i, &h) in new_hash.iter().enumerate() {
+        let y = band.y + i as u32;
+        if old_hash[y as usize] == h {
+            continue;
+        }
+        if let Some(from) = at.get(&h).filter(|v| v.len() <= 4) {
+            for &f in from {
+                *votes.entry(i64::from(y) - i64::from(f)).or_default() += 1;
+            }
+        }
+    }
+    let (&dy, _) = votes.iter().max_by_key(|(dy, n)| (**n, -dy.abs()))?;
+    // Longest run of rows that equal the old rows dy above (or below).
+    let mut best: Option<(u32, u32)> = None;
+    let mut run: Option<(u32, u32)> = None;
+    for (i, &h) in new_hash.iter().enumerate() {
+        let y = band.y + i as u32;
+        let src = i64::from(y) - dy;
+        let same = (0..i64::from(height)).contains(&src)
+            && old_hash[src as usize] == h
+            && old[row(src as u32)] == new[row(y)];
+        run = match (run, same) {
+            (Some((s, n)), true) => Some((s, n + 1)),
+            (None, true) => Some((y, 1)),
+            (_, false) => None,
+        };
+        if let Some((s, n)) = run {
+            if best.is_none_or(|(_, b)| n > b) {
+                best = Some((s, n));
+            }
+        }
+    }
+    let (y0, n) = best?;
+    (n >= MIN_MOVE_ROWS).then(|| Move {
+        dst: Rect {
+            x: 0,
+            y: y0,
+            w: width,
+            h: n,
+        },
+        src_y: (i64::from(y0) - dy) as u32,
+    })
 }
 
 /// The shared picture.
@@ -130,6 +249,7 @@ impl Screen {
                 cursor: None,
                 clients: HashMap::new(),
                 next_id: 1,
+                row_hash: vec![hash_row(&[0; 640]); 480],
             }),
             cond: Condvar::new(),
         })
@@ -146,8 +266,10 @@ impl Screen {
             g.width = width;
             g.height = height;
             g.pixels = pixels[..width as usize * height as usize].to_vec();
+            g.row_hash = g.pixels.chunks(width as usize).map(hash_row).collect();
             for c in g.clients.values_mut() {
                 c.resized = true;
+                c.copy = None;
                 c.damage = vec![Rect {
                     x: 0,
                     y: 0,
@@ -157,14 +279,28 @@ impl Screen {
             }
         } else {
             let mut changed = Vec::new();
-            for r in rects {
-                let Some(r) = r.clip(width, height) else {
-                    continue;
-                };
+            let mut moves = Vec::new();
+            let any_copy_client = g.clients.values().any(|c| c.copy_rect);
+            let clipped: Vec<Rect> = rects.iter().filter_map(|r| r.clip(width, height)).collect();
+            // Moves are found against the old picture, before any rectangle lands.
+            if any_copy_client {
+                let inner = &*g;
+                for &r in &clipped {
+                    if let Some(m) =
+                        find_move(width, height, &inner.pixels, &inner.row_hash, pixels, r)
+                    {
+                        moves.push((r, m));
+                    }
+                }
+            }
+            for r in clipped {
                 for y in r.y..r.y + r.h {
                     let s = (y * width + r.x) as usize;
                     let e = s + r.w as usize;
                     g.pixels[s..e].copy_from_slice(&pixels[s..e]);
+                    let row = (y * width) as usize;
+                    let h = hash_row(&g.pixels[row..row + width as usize]);
+                    g.row_hash[y as usize] = h;
                 }
                 changed.push(r);
             }
@@ -173,7 +309,33 @@ impl Screen {
             }
             for c in g.clients.values_mut() {
                 for r in &changed {
-                    c.add(*r);
+                    let m = moves.iter().find(|(band, _)| band == r).map(|(_, m)| *m);
+                    match m {
+                        Some(m)
+                            if c.copy_rect
+                                && c.copy.is_none()
+                                && !c.resized
+                                && !c.damage.iter().any(|d| d.intersects(&m.src())) =>
+                        {
+                            c.copy = Some(m);
+                            // The rest of the band still needs pixels.
+                            if m.dst.y > r.y {
+                                c.add(Rect {
+                                    h: m.dst.y - r.y,
+                                    ..*r
+                                });
+                            }
+                            let end = m.dst.y + m.dst.h;
+                            if end < r.y + r.h {
+                                c.add(Rect {
+                                    y: end,
+                                    h: r.y + r.h - end,
+                                    ..*r
+                                });
+                            }
+                        }
+                        _ => c.add(*r),
+                    }
                 }
             }
         }
@@ -277,6 +439,98 @@ mod tests {
         );
         assert_eq!(g.pixels[479 * 640 + 639], 7);
         assert_eq!(g.pixels[0], 0, "outside the rectangles nothing is copied");
+    }
+
+    /// A text-like picture: each 16-row line has its own pattern.
+    fn lines(w: u32, h: u32, first: u32) -> Vec<u32> {
+        (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                let line = y / 16 + first;
+                if (x * 7 + (y % 16) * 3 + line * 13) % 11 < 3 {
+                    0xaaaaaa
+                } else {
+                    line * 0x10
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_scroll_becomes_a_move_for_copyrect_clients_only() {
+        let (w, h) = (160u32, 128u32);
+        let s = Screen::new();
+        s.update(w, h, &lines(w, h, 0), &[]);
+        let a = s.register();
+        let b = s.register();
+        s.with_client(a, |c| {
+            c.damage.clear();
+            c.copy_rect = true;
+        });
+        s.with_client(b, |c| c.damage.clear());
+        // Scroll up one text line: rows 16.. move to 0.., a new line at the bottom.
+        let full = Rect { x: 0, y: 0, w, h };
+        s.update(w, h, &lines(w, h, 1), &[full]);
+        let g = s.inner.lock();
+        let ca = &g.clients[&a];
+        assert_eq!(
+            ca.copy,
+            Some(Move {
+                dst: Rect {
+                    x: 0,
+                    y: 0,
+                    w,
+                    h: h - 16
+                },
+                src_y: 16
+            })
+        );
+        assert_eq!(
+            ca.damage,
+            vec![Rect {
+                x: 0,
+                y: h - 16,
+                w,
+                h: 16
+            }],
+            "only the new line"
+        );
+        let cb = &g.clients[&b];
+        assert_eq!(cb.copy, None);
+        assert_eq!(cb.damage, vec![full]);
+        drop(g);
+        // A second scroll while the first is pending: plain damage (still correct).
+        s.update(w, h, &lines(w, h, 2), &[full]);
+        let g = s.inner.lock();
+        assert!(g.clients[&a].damage.contains(&full));
+    }
+
+    #[test]
+    fn no_move_when_content_is_new_or_source_is_stale() {
+        let (w, h) = (64u32, 64u32);
+        let s = Screen::new();
+        s.update(w, h, &lines(w, h, 0), &[]);
+        let a = s.register();
+        s.with_client(a, |c| {
+            c.damage.clear();
+            c.copy_rect = true;
+        });
+        let full = Rect { x: 0, y: 0, w, h };
+        let fresh: Vec<u32> = (0..w * h).map(|i| i * 31 % 977).collect();
+        s.update(w, h, &fresh, &[full]);
+        assert_eq!(s.inner.lock().clients[&a].copy, None, "nothing moved");
+        // The client has not seen rows 16..32 yet: a scroll from there cannot be a copy.
+        s.update(w, h, &lines(w, h, 0), &[full]);
+        s.with_client(a, |c| {
+            c.damage = vec![Rect {
+                x: 0,
+                y: 16,
+                w,
+                h: 16,
+            }]
+        });
+        s.update(w, h, &lines(w, h, 1), &[full]);
+        assert_eq!(s.inner.lock().clients[&a].copy, None);
     }
 
     #[test]

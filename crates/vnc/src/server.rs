@@ -11,7 +11,7 @@
 //! past the limits, a handshake that stalls, a client that stops reading (writes time out).
 
 use crate::auth;
-use crate::encode::{self, Encoder};
+use crate::encode::{self, Encoder, PixelEncoding};
 use crate::keymap;
 use crate::proto::{encoding, parse_client_message, ClientMessage, PixelFormat};
 use crate::screen::{Rect, Screen};
@@ -181,7 +181,7 @@ fn connection(
 #[derive(Debug)]
 struct Session {
     pf: PixelFormat,
-    zlib: bool,
+    pixels: PixelEncoding,
     cursor: bool,
     desktop_size: bool,
     ext_desktop_size: bool,
@@ -284,7 +284,7 @@ fn rfb<R: Read + Send + 'static, W: Write + Send + 'static>(
 
     let session = Arc::new(Mutex::new(Session {
         pf: PixelFormat::SERVER,
-        zlib: false,
+        pixels: PixelEncoding::Raw,
         cursor: false,
         desktop_size: false,
         ext_desktop_size: false,
@@ -367,10 +367,18 @@ fn handle(
         ClientMessage::SetPixelFormat(pf) => session.lock().pf = pf,
         ClientMessage::SetEncodings(list) => {
             let mut s = session.lock();
-            s.zlib = list
+            // The first pixel encoding of the client's list that we have; unknown ones
+            // are skipped, as RFC 6143 says.
+            s.pixels = list
                 .iter()
-                .find(|&&e| e == encoding::RAW || e == encoding::ZLIB)
-                .is_some_and(|&e| e == encoding::ZLIB);
+                .find_map(|&e| match e {
+                    encoding::RAW => Some(PixelEncoding::Raw),
+                    encoding::ZLIB => Some(PixelEncoding::Zlib),
+                    encoding::ZRLE => Some(PixelEncoding::Zrle),
+                    _ => None,
+                })
+                .unwrap_or(PixelEncoding::Raw);
+            let copy_rect = list.contains(&encoding::COPY_RECT);
             s.cursor = list.contains(&encoding::CURSOR);
             s.desktop_size = list.contains(&encoding::DESKTOP_SIZE);
             let ext = list.contains(&encoding::EXT_DESKTOP_SIZE);
@@ -384,7 +392,16 @@ fn handle(
             }
             s.qemu_key = q;
             drop(s);
-            screen.with_client(id, |c| c.cursor_changed = true);
+            screen.with_client(id, |c| {
+                c.cursor_changed = true;
+                c.copy_rect = copy_rect;
+                if !copy_rect {
+                    // A pending move becomes plain damage.
+                    if let Some(m) = c.copy.take() {
+                        c.add(m.dst);
+                    }
+                }
+            });
         }
         ClientMessage::UpdateRequest {
             incremental,
@@ -470,7 +487,7 @@ fn write_loop(
         }
         // Wait for a request and something to send.
         let mut g = screen.inner.lock();
-        let (damage, resized, cursor, width, height) = loop {
+        let (damage, copy, resized, cursor, width, height) = loop {
             let acks = {
                 let s = session.lock();
                 s.ack_qemu_key || s.resize_reply.is_some() || s.announce_size
@@ -481,10 +498,25 @@ fn write_loop(
             if c.closed {
                 return Ok(());
             }
-            if c.requested && (!c.damage.is_empty() || c.resized || c.cursor_changed || acks) {
+            if c.requested
+                && (!c.damage.is_empty()
+                    || c.copy.is_some()
+                    || c.resized
+                    || c.cursor_changed
+                    || acks)
+            {
                 c.requested = false;
-                let damage = std::mem::take(&mut c.damage);
+                let mut copy = c.copy.take();
+                let mut damage = std::mem::take(&mut c.damage);
                 let resized = std::mem::take(&mut c.resized);
+                // A move the client's picture cannot hold is sent as pixels.
+                if let Some(m) = copy {
+                    let fits = |r: Rect| r.clip(known.0, known.1) == Some(r);
+                    if resized || !fits(m.src()) || !fits(m.dst) {
+                        damage.push(m.dst);
+                        copy = None;
+                    }
+                }
                 let cursor_changed = std::mem::take(&mut c.cursor_changed);
                 let (width, height) = (g.width, g.height);
                 let cursor = if cursor_changed {
@@ -502,14 +534,14 @@ fn write_loop(
                     }
                     pieces.push((r, px));
                 }
-                break (pieces, resized, cursor, width, height);
+                break (pieces, copy, resized, cursor, width, height);
             }
             screen.cond.wait_for(&mut g, Duration::from_secs(1));
         };
         drop(g);
         let mut s = session.lock();
         enc.pf = s.pf;
-        enc.zlib = s.zlib;
+        enc.kind = s.pixels;
         let mut body = Vec::new();
         let mut n = 0u16;
         if s.ack_qemu_key && s.qemu_key {
@@ -552,6 +584,11 @@ fn write_loop(
             }
         }
         drop(s);
+        // The move first: it reads the client's picture as it was before this update.
+        if let Some(m) = copy {
+            enc.copy_rect(&mut body, m.dst, m.dst.x, m.src_y);
+            n = n.saturating_add(1);
+        }
         for (r, px) in &damage {
             // A client that cannot follow a resize keeps its old size: clip to it.
             let Some(c) = r.clip(known.0, known.1) else {
