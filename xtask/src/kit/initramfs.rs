@@ -29,6 +29,8 @@ pub struct Input<'a> {
     pub init: &'a [u8],
     /// Test scripts: (file name, contents), installed under `/tests/`.
     pub tests: &'a [(String, Vec<u8>)],
+    /// Guest test clients: (name, static binary), installed under `/bin/`.
+    pub bins: &'a [(String, Vec<u8>)],
     /// Text of `/etc/novabox-kit` (what the kit was built from).
     pub kit_info: &'a str,
 }
@@ -61,6 +63,9 @@ pub fn cpio(inp: &Input) -> Result<Vec<u8>> {
     w.file("init", 0o755, inp.init)?;
     for (name, body) in inp.tests {
         w.file(&format!("tests/{name}"), 0o755, body)?;
+    }
+    for (name, body) in inp.bins {
+        w.file(&format!("bin/{name}"), 0o755, body)?;
     }
     w.file("etc/novabox-kit", 0o644, inp.kit_info.as_bytes())?;
     let moddir = format!("lib/modules/{}", inp.kernel_release);
@@ -144,6 +149,7 @@ mod tests {
             module_meta: &meta,
             init: b"#!/bin/sh\necho hi\n",
             tests: &tests,
+            bins: &[],
             kit_info: "kernel=6.1\n",
         };
         let built = build(&inp).unwrap();

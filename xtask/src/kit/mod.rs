@@ -15,10 +15,12 @@
 //! the packages to apt's current candidates.
 
 mod apt;
+mod client;
 mod cpio;
 mod disk;
 mod elf;
 mod initramfs;
+mod iso;
 mod kconfig;
 mod manifest;
 mod moddep;
@@ -36,7 +38,7 @@ use progress::Steps;
 
 /// Kit layout version; bump when the builder's output changes for the same
 /// inputs, so existing caches get rebuilt.
-const FORMAT: u32 = 2;
+const FORMAT: u32 = 3;
 /// The kernel metapackage; its dependency is the real image package.
 const KERNEL_META: &str = "linux-image-amd64";
 /// Static busybox: the whole userland of the initramfs.
@@ -54,6 +56,12 @@ const ROOT_MODULES: &[&str] = &[
     "ata_piix",
     "sd_mod",
     "sr_mod",
+    // The Guest Additions test reads the mouse integration device's events.
+    "evdev",
+    // QEMU's 9p share, for `cargo xtask bench-vboxsf`.
+    "9p",
+    "9pnet_virtio",
+    "virtio_pci",
 ];
 /// SeaBIOS files always required.
 const BIOS_FILES: &[&str] = &["bios.bin", "bios-256k.bin"];
@@ -173,10 +181,11 @@ pub(crate) fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The guest-side sources: `guest/init` and `guest/tests/*.sh`.
+/// The guest-side sources: `guest/init`, `guest/tests/*.sh` and `guest/client/*.c`.
 struct GuestFiles {
     init: Vec<u8>,
     tests: Vec<(String, Vec<u8>)>,
+    clients: Vec<(String, Vec<u8>)>,
 }
 
 impl GuestFiles {
@@ -194,7 +203,23 @@ impl GuestFiles {
             }
         }
         tests.sort();
-        Ok(Self { init, tests })
+        let mut clients = Vec::new();
+        let dir = root.join("guest/client");
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            for e in rd {
+                let e = e?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if name.ends_with(".c") {
+                    clients.push((name, std::fs::read(e.path())?));
+                }
+            }
+        }
+        clients.sort();
+        Ok(Self {
+            init,
+            tests,
+            clients,
+        })
     }
 
     /// Hashes of every non-package input of the initramfs.
@@ -203,6 +228,9 @@ impl GuestFiles {
         m.insert("guest/init".to_string(), sha256_hex(&self.init));
         for (name, body) in &self.tests {
             m.insert(format!("guest/tests/{name}"), sha256_hex(body));
+        }
+        for (name, body) in &self.clients {
+            m.insert(format!("guest/client/{name}"), sha256_hex(body));
         }
         m.insert("modules".to_string(), ROOT_MODULES.join(","));
         m
@@ -392,6 +420,7 @@ fn build(
     for w in &wanted {
         kit_info.push_str(&format!("package {} {}\n", w.name, w.version));
     }
+    let clients = client::compile(&guest.clients)?;
     let built = initramfs::build(&initramfs::Input {
         busybox: &busybox,
         applets: &applets,
@@ -400,6 +429,7 @@ fn build(
         module_meta: &module_meta,
         init: &guest.init,
         tests: &guest.tests,
+        bins: &clients,
         kit_info: &kit_info,
     })?;
     put("initramfs.cpio.gz", &built.gz)?;
