@@ -303,7 +303,8 @@ impl DisplayHandle {
 
 /// The display part of the control channel (`novabox controlvm VM ...`): answers
 /// `screenshotpng FILE`, `keyboardputstring TEXT...`, `keyboardputscancode HEX...`,
-/// `setvideomodehint W H [BPP]` and `mouse move X Y` (pixels, through the PS/2 mouse);
+/// `setvideomodehint W H [BPP]`, `mouse move X Y` (pixels, through the PS/2 mouse) and
+/// `screentext` (the characters of a text-mode screen);
 /// None for anything else, so a control handler can try it after its own requests.
 pub fn handle_control(h: &DisplayHandle, words: &[&str]) -> Option<Result<String, String>> {
     let r = match words {
@@ -314,6 +315,12 @@ pub fn handle_control(h: &DisplayHandle, words: &[&str]) -> Option<Result<String
                 std::fs::write(file, png).map_err(|e| format!("cannot write {file}: {e}"))
             })
             .map(|_| String::new()),
+        // Not a VBoxManage command: the characters of a text-mode screen, one row per line
+        // (tests and scripts check what the firmware or boot loader printed).
+        ["screentext"] => h.text().map_err(|e| e.to_string()).and_then(|t| {
+            t.map(|rows| rows.join("\n"))
+                .ok_or_else(|| "the screen is in a graphics mode".to_string())
+        }),
         ["keyboardputstring", text @ ..] if !text.is_empty() => {
             let skipped = h.put_string(&text.join(" "));
             if skipped.is_empty() {
@@ -637,6 +644,10 @@ mod tests {
             server_addr: None,
         };
         assert!(handle_control(&h, &["poweroff"]).is_none());
+        assert!(
+            handle_control(&h, &["screentext"]).unwrap().is_err(),
+            "stopped"
+        );
         assert_eq!(
             handle_control(&h, &["keyboardputstring", "hi", "there"]),
             Some(Ok(String::new()))
