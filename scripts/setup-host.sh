@@ -3,7 +3,9 @@
 #
 #   scripts/setup-host.sh           qemu-utils (qemu-img / qemu-io: reference
 #                                   implementation for the disk-image tests),
-#                                   cpio (cross-checks the kit's cpio writer)
+#                                   cpio (cross-checks the kit's cpio writer),
+#                                   libarchive-tools (bsdtar: cross-checks the
+#                                   kit's ISO 9660 writer)
 #   scripts/setup-host.sh --peers   additionally qemu-system-x86 (the TCG/KVM
 #                                   performance peer and kit boot check)
 #
@@ -62,7 +64,7 @@ if [ "$peers" -eq 1 ]; then
     # qemu-system-x86 comes in; install qemu-utils again afterwards.
     install qemu-system-x86
 fi
-install qemu-utils cpio
+install qemu-utils cpio libarchive-tools
 
 qemu-img --version | head -n 1
 if [ "$peers" -eq 1 ]; then
