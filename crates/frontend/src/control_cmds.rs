@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Commands that talk to a running VM.
 #[derive(clap::Subcommand, Debug)]
 pub enum ControlCommand {
-    /// Control a running VM (poweroff, acpipowerbutton, mouse move X Y).
+    /// Control a running VM (poweroff, acpipowerbutton, mouse move X Y, clipboard ...).
     Controlvm {
         /// Name, UUID or .vbox path of the running VM.
         vm: String,
@@ -40,6 +40,12 @@ pub enum ControlAction {
     },
     /// What the Guest Additions reported (version, run level).
     Guestinfo,
+    /// The shared clipboard: its mode, and novabox's host clipboard text.
+    Clipboard {
+        /// mode MODE | set-text TEXT | get-text.
+        #[command(subcommand)]
+        action: ClipboardAction,
+    },
     /// Save the guest screen as a PNG file.
     Screenshotpng {
         /// Where to write it.
@@ -78,6 +84,27 @@ pub enum MouseAction {
         /// Y (pixels; 0..65535 without a display).
         y: u32,
     },
+}
+
+/// `controlvm VM clipboard` actions.
+#[derive(clap::Subcommand, Debug)]
+pub enum ClipboardAction {
+    /// Set the clipboard mode: disabled | hosttoguest | guesttohost | bidirectional.
+    Mode {
+        /// The mode.
+        mode: String,
+    },
+    /// Put a text on the host clipboard (the guest sees it when the mode allows).
+    #[command(name = "set-text")]
+    SetText {
+        /// The text (several words are joined with spaces).
+        #[arg(required = true)]
+        text: Vec<String>,
+    },
+    /// Print the host clipboard's text (the guest's, after it copied something and the
+    /// mode allows guest to host).
+    #[command(name = "get-text")]
+    GetText,
 }
 
 /// `guestproperty` actions.
@@ -148,6 +175,14 @@ pub fn run(cmd: ControlCommand) -> Result<i32> {
                 action: MouseAction::Move { x, y },
             } => send(&vm, &["mouse", "move", &x.to_string(), &y.to_string()], t)?,
             ControlAction::Guestinfo => send(&vm, &["info"], t)?,
+            ControlAction::Clipboard { action } => match action {
+                ClipboardAction::Mode { mode } => send(&vm, &["clipboard", "mode", &mode], t)?,
+                ClipboardAction::SetText { text } => {
+                    let joined = text.join(" ");
+                    send(&vm, &["clipboard", "set-text", &joined], t)?
+                }
+                ClipboardAction::GetText => send(&vm, &["clipboard", "get-text"], t)?,
+            },
             ControlAction::Screenshotpng { file } => {
                 // The VM writes the file: give it an absolute path.
                 let file = std::path::absolute(&file)

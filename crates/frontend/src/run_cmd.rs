@@ -254,6 +254,18 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
     .map_err(anyhow::Error::msg)?;
     cfg.display.guest_additions = Some(cfg.guest_additions.handle.clone());
     cfg.guest_additions.shared_folders = shared_folders(args, &mc.shared_folders)?;
+    cfg.guest_additions.clipboard = match mc.clipboard {
+        settings::ClipboardMode::Disabled => glue::wiring_guest_additions::ClipboardMode::Disabled,
+        settings::ClipboardMode::HostToGuest => {
+            glue::wiring_guest_additions::ClipboardMode::HostToGuest
+        }
+        settings::ClipboardMode::GuestToHost => {
+            glue::wiring_guest_additions::ClipboardMode::GuestToHost
+        }
+        settings::ClipboardMode::Bidirectional => {
+            glue::wiring_guest_additions::ClipboardMode::Bidirectional
+        }
+    };
     cfg.guest_additions.control_socket = Some(glue::control::socket_path(&file.machine_folder()));
     cfg.guest_additions.display = Some(cfg.display.handle.clone());
     cfg.paravirt = match mc.paravirt_effective {

@@ -9,6 +9,7 @@
 
 use crate::wiring_display::HandleSlot;
 use crate::wiring_guest_additions::GuestAdditions;
+use hgcm::clipboard::{self, SharedClipboard};
 use hgcm::guestprop::{self, GuestProperties};
 use hm::{ExecutionManager, StopReason};
 use std::io::{BufRead, BufReader, Write};
@@ -151,6 +152,8 @@ fn prop_line(p: &guestprop::Property) -> String {
 
 /// Work run on the guest property service's thread.
 type PropJob = Box<dyn FnOnce(&mut GuestProperties) -> Result<String, String> + Send>;
+/// Work run on the clipboard service's thread.
+type ClipJob = Box<dyn FnOnce(&mut SharedClipboard) -> Result<String, String> + Send>;
 
 /// The requests a running machine answers. With a display, its requests
 /// (`wiring_display::handle_control`: screenshots, typing, mode hints, the pointer in
@@ -173,7 +176,32 @@ pub fn machine_handler(
                 .with_service::<GuestProperties, _>(guestprop::SERVICE_NAME, f)
                 .unwrap_or_else(|| Err("no guest property service".into()))
         };
+        let clip = |f: ClipJob| {
+            ga.hgcm
+                .with_service::<SharedClipboard, _>(clipboard::SERVICE_NAME, f)
+                .unwrap_or_else(|| Err("no shared clipboard service".into()))
+        };
         match w.as_slice() {
+            ["clipboard", "mode", m] => {
+                let mode = clipboard::Mode::parse(m).ok_or_else(|| {
+                    format!("clipboard mode {m}: use disabled|hosttoguest|guesttohost|bidirectional")
+                })?;
+                clip(Box::new(move |s| {
+                    s.set_mode(mode);
+                    Ok(String::new())
+                }))
+            }
+            ["clipboard", "set-text", text] => {
+                let text = text.to_string();
+                clip(Box::new(move |s| {
+                    s.host_set_text(&text);
+                    Ok(String::new())
+                }))
+            }
+            ["clipboard", "get-text"] => clip(Box::new(|s| {
+                s.host_text()
+                    .ok_or_else(|| "the clipboard holds no text".to_string())
+            })),
             ["poweroff"] => {
                 exec.request_stop(StopReason::PowerOff);
                 Ok(String::new())

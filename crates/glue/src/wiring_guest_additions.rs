@@ -1,7 +1,7 @@
 //! Wiring of the Guest Additions device into the machine, as VirtualBox places it: the
 //! VMMDev at PCI 00:04.0 (INTA#), its backdoor log port 0x504, and the HGCM services
-//! (VBoxSharedFolders with the machine's shared folders, VBoxGuestPropSvc), each on its
-//! own thread.
+//! (VBoxSharedFolders with the machine's shared folders, VBoxGuestPropSvc,
+//! VBoxSharedClipboard in the machine's clipboard mode), each on its own thread.
 //!
 //! After [`attach`], [`Config::handle`] gives the host side (mouse injection, guest
 //! information, service access) to the frontend and the control socket.
@@ -9,6 +9,8 @@
 use crate::machine::{MachineError, WiringContext};
 use devices::pci::PciAddress;
 use devices::vmmdev::{consts, PowerRequest, VmmDev, VmmDevConfig};
+pub use hgcm::clipboard::Mode as ClipboardMode;
+use hgcm::clipboard::SharedClipboard;
 use hgcm::guestprop::GuestProperties;
 pub use hgcm::shfl::ShareConfig;
 use hgcm::shfl::SharedFolders;
@@ -44,6 +46,9 @@ pub struct Config {
     pub disabled: bool,
     /// Shared folders (from the .vbox and `--sharedfolder`).
     pub shared_folders: Vec<ShareConfig>,
+    /// The clipboard mode (.vbox `Clipboard@mode`); `controlvm VM clipboard mode` changes it
+    /// while the machine runs.
+    pub clipboard: ClipboardMode,
     /// Serve the control socket here (`novabox controlvm`); None: no control channel.
     pub control_socket: Option<std::path::PathBuf>,
     /// The display's handle slot (`wiring_display::Config::handle`): the control socket
@@ -85,6 +90,7 @@ pub fn attach(cfg: &Config, ctx: &mut WiringContext<'_>) -> Result<(), MachineEr
     let mut host = HgcmHost::new();
     host.register(Box::new(shares))?;
     host.register(Box::new(GuestProperties::new()))?;
+    host.register(Box::new(SharedClipboard::new(cfg.clipboard)))?;
     let hgcm = Arc::new(host);
 
     let exec = ctx.exec.clone();

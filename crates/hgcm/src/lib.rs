@@ -7,8 +7,10 @@
 //! done; the VMMDev then writes the results back and raises the HGCM event.
 //!
 //! Services, one module each, guest-visible-compatible with VirtualBox's of the same name:
-//! [`shfl`] (`VBoxSharedFolders`), [`guestprop`] (`VBoxGuestPropSvc`).
+//! [`shfl`] (`VBoxSharedFolders`), [`guestprop`] (`VBoxGuestPropSvc`),
+//! [`clipboard`] (`VBoxSharedClipboard`).
 
+pub mod clipboard;
 pub mod guestprop;
 pub mod host;
 pub mod param;
