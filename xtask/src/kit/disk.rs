@@ -165,6 +165,7 @@ pub fn vbox_file(
     controller: &str,
     disk: &str,
     disk_uuid: &media::Uuid,
+    dvd: Option<(&str, &media::Uuid)>,
     dvd_first: bool,
 ) -> String {
     let (bus, ctl_name, ports) = if controller == "AHCI" {
@@ -179,6 +180,15 @@ pub fn vbox_file(
         ("HardDisk", "DVD")
     };
     let machine_uuid = media::Uuid::random();
+    let (dvd_image, dvd_registry) = match dvd {
+        Some((file, u)) => (
+            format!("\n            <Image uuid=\"{{{u}}}\"/>\n          "),
+            format!(
+                "\n      <DVDImages>\n        <Image uuid=\"{{{u}}}\" location=\"{file}\"/>\n      </DVDImages>"
+            ),
+        ),
+        None => (String::new(), String::new()),
+    };
     format!(
         r#"<?xml version="1.0"?>
 <VirtualBox xmlns="http://www.virtualbox.org/" version="1.16-linux">
@@ -186,7 +196,7 @@ pub fn vbox_file(
     <MediaRegistry>
       <HardDisks>
         <HardDisk uuid="{{{disk_uuid}}}" location="{disk}" format="VDI" type="Normal"/>
-      </HardDisks>
+      </HardDisks>{dvd_registry}
     </MediaRegistry>
     <Hardware>
       <CPU count="1"/>
@@ -205,7 +215,7 @@ pub fn vbox_file(
           <AttachedDevice type="HardDisk" hotpluggable="false" port="0" device="0">
             <Image uuid="{{{disk_uuid}}}"/>
           </AttachedDevice>
-          <AttachedDevice passthrough="false" type="DVD" hotpluggable="false" port="1" device="0"/>
+          <AttachedDevice passthrough="false" type="DVD" hotpluggable="false" port="1" device="0">{dvd_image}</AttachedDevice>
         </StorageController>
       </StorageControllers>
     </Hardware>

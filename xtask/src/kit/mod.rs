@@ -38,7 +38,7 @@ use progress::Steps;
 
 /// Kit layout version; bump when the builder's output changes for the same
 /// inputs, so existing caches get rebuilt.
-const FORMAT: u32 = 3;
+const FORMAT: u32 = 4;
 /// The kernel metapackage; its dependency is the real image package.
 const KERNEL_META: &str = "linux-image-amd64";
 /// Static busybox: the whole userland of the initramfs.
@@ -458,15 +458,27 @@ fn build(
         put(name, &data)?;
         let _ = std::fs::remove_file(tmp);
     }
+    // The same kernel and initramfs on a bootable CD, in the machines' DVD drives.
+    let iso_image = iso::build(&trees, &kit.join("vmlinuz"), &kit.join("initramfs.cpio.gz"))?;
+    put("kit.iso", &iso_image)?;
+    let iso_uuid = media::Uuid::random();
     for (file, ctl) in [("kit-ahci.vbox", "AHCI"), ("kit-ide.vbox", "PIIX4")] {
         let name = file.trim_end_matches(".vbox");
         put(
             file,
-            disk::vbox_file(name, ctl, "boot-disk.vdi", &uuid, false).as_bytes(),
+            disk::vbox_file(
+                name,
+                ctl,
+                "boot-disk.vdi",
+                &uuid,
+                Some(("kit.iso", &iso_uuid)),
+                false,
+            )
+            .as_bytes(),
         )?;
     }
     steps.note(&format!(
-        "boot-disk.raw ({} MiB) and boot-disk.vdi (UUID {uuid}), kit-ahci.vbox, kit-ide.vbox ({:.1} s)",
+        "boot-disk.raw ({} MiB) and boot-disk.vdi (UUID {uuid}), kit.iso, kit-ahci.vbox, kit-ide.vbox ({:.1} s)",
         disk::DISK_BYTES >> 20,
         steps.step_secs()
     ));
@@ -523,6 +535,7 @@ fn pinned_packages(m: &Manifest) -> Option<(String, Vec<Wanted>)> {
     for name in [kernel.as_str(), BUSYBOX, SEABIOS]
         .into_iter()
         .chain(disk::PACKAGES.iter().copied())
+        .chain(iso::PACKAGES.iter().copied())
     {
         let p = m.packages.iter().find(|p| p.name == name)?;
         wanted.push(Wanted {
@@ -549,6 +562,7 @@ fn resolve() -> Result<(String, Vec<Wanted>)> {
     for name in [kernel.as_str(), BUSYBOX, SEABIOS]
         .into_iter()
         .chain(disk::PACKAGES.iter().copied())
+        .chain(iso::PACKAGES.iter().copied())
     {
         wanted.push(Wanted {
             name: name.to_string(),
