@@ -33,6 +33,8 @@ impl Hasher for KeyHasher {
 /// A decoded basic block.
 pub(crate) struct Block {
     pub instrs: Vec<Instruction>,
+    /// The instructions compiled for the fast paths (one per entry of `instrs`).
+    pub ops: Vec<crate::exec::fast::Uop>,
     /// Backing offset of the page holding the block.
     pub page: u64,
     pub gen: u32,
@@ -220,6 +222,7 @@ mod tests {
     fn block(mem: &pgm::GuestMemory, page: u64) -> Block {
         Block {
             instrs: Vec::new(),
+            ops: Vec::new(),
             page,
             gen: mem.watch_code_page(page),
             page2: None,

@@ -2,6 +2,7 @@
 
 use crate::cpu::{vec, Cpu, Fault, MmioAccess, Stop};
 use crate::event::{class, has_error_code, Class, Ev};
+use crate::exec::fast::Uop;
 use crate::flags::fl;
 use crate::icache::{self, Block, BlockCache};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -261,10 +262,15 @@ impl IemVcpu {
             None
         };
         self.stats.blocks_decoded += 1;
+        let ops = instrs
+            .iter()
+            .map(|i| crate::exec::fast::compile(i, c.bits))
+            .collect();
         Ok(self.cache.insert(
             k,
             Block {
                 instrs,
+                ops,
                 page,
                 gen,
                 page2,
@@ -288,7 +294,7 @@ impl IemVcpu {
             };
         let mut n = 0u64;
         let mut flow = Flow::Continue;
-        for ins in block.instrs.iter().take(limit) {
+        for (ins, op) in block.instrs.iter().zip(block.ops.iter()).take(limit) {
             let rip = c.s.rip;
             c.start_rip = rip;
             c.delta = rip.wrapping_sub(ins.ip());
@@ -297,22 +303,31 @@ impl IemVcpu {
             c.s.rip = next;
             c.replay_cursor = 0;
             let wq = c.mmio_wq.len();
-            let r = crate::exec::step(c, ins);
+            let r = match op {
+                Uop::Slow => crate::exec::step(c, ins),
+                _ => crate::exec::fast::exec(c, op),
+            };
             match r {
                 Ok(()) => {
                     n += 1;
                     if !c.mmio_replay.is_empty() {
                         c.commit_point();
                     }
-                    c.s.events.interrupt_shadow = c.set_shadow;
-                    c.set_shadow = false;
-                    if let Some(w) = c.mmio_wq.pop_front() {
-                        flow = Flow::Exit(c.mmio_write_exit(w));
-                        break;
+                    if c.set_shadow || c.s.events.interrupt_shadow {
+                        c.s.events.interrupt_shadow = c.set_shadow;
+                        c.set_shadow = false;
                     }
-                    if let Some(e) = c.exit.take() {
-                        flow = Flow::Exit(e);
-                        break;
+                    if !c.mmio_wq.is_empty() {
+                        if let Some(w) = c.mmio_wq.pop_front() {
+                            flow = Flow::Exit(c.mmio_write_exit(w));
+                            break;
+                        }
+                    }
+                    if c.exit.is_some() {
+                        if let Some(e) = c.exit.take() {
+                            flow = Flow::Exit(e);
+                            break;
+                        }
                     }
                     if c.end_block || c.smc || c.s.rip != next {
                         c.end_block = false;

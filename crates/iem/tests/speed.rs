@@ -6,17 +6,33 @@ mod common;
 use common::*;
 use sup::VmExit;
 
+/// Nanoseconds this thread has spent on a CPU (Linux schedstat), so the figure does not
+/// depend on how busy the machine is; None where unavailable.
+fn thread_cpu_ns() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace().next()?.parse().ok()
+}
+
 fn measure(name: &str, src: &str) -> f64 {
     let mut m = Machine::long(src, 0x100000);
     let t = std::time::Instant::now();
+    let c0 = thread_cpu_ns();
     let e = m.run();
     let dt = t.elapsed().as_secs_f64();
+    let cpu = thread_cpu_ns()
+        .zip(c0)
+        .map(|(b, a)| b.saturating_sub(a) as f64 / 1e9);
     assert_eq!(e, VmExit::Hlt);
     let n = m.vcpu.stats().instructions;
     let ips = n as f64 / dt;
+    let cpu_ips = cpu.filter(|&c| c > 0.0).map(|c| n as f64 / c);
     eprintln!(
-        "{name}: {n} instructions in {dt:.3} s = {:.1} M instr/s",
-        ips / 1e6
+        "{name}: {n} instructions in {dt:.3} s = {:.1} M instr/s (wall); {}",
+        ips / 1e6,
+        match cpu_ips {
+            Some(x) => format!("{:.1} M instr/s of CPU time", x / 1e6),
+            None => "CPU time unavailable".into(),
+        }
     );
     ips
 }

@@ -2,6 +2,7 @@
 
 pub(crate) mod alu;
 pub(crate) mod ctl;
+pub(crate) mod fast;
 pub(crate) mod fpu;
 pub(crate) mod operand;
 pub(crate) mod sse;
