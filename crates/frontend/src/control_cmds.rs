@@ -254,3 +254,135 @@ pub fn run(cmd: ControlCommand) -> Result<i32> {
     }
     Ok(0)
 }
+
+/// The guest properties a `.vbox` saved, for the Guest Additions at start (unknown flag
+/// words are dropped, as VirtualBox ignores them).
+pub fn saved_guest_properties(
+    file: &settings::MachineFile,
+) -> Vec<glue::wiring_guest_additions::GuestProperty> {
+    file.machine
+        .hardware
+        .guest_properties
+        .iter()
+        .map(|p| glue::wiring_guest_additions::GuestProperty {
+            name: p.name.clone(),
+            value: p.value.clone(),
+            timestamp: p.timestamp,
+            flags: hgcm_flags(&p.flags),
+        })
+        .collect()
+}
+
+fn hgcm_flags(s: &str) -> u32 {
+    s.split([',', ' '])
+        .filter(|w| !w.is_empty())
+        .filter_map(|w| glue::wiring_guest_additions::parse_guest_property_flags(w).ok())
+        .fold(0, |a, f| a | f)
+}
+
+/// After the machine stopped: save its non-transient guest properties into the `.vbox`
+/// (VirtualBox's safe save), as VirtualBox does at power-off. Failures are logged, not
+/// fatal: the machine already ran.
+pub fn persist_guest_properties(
+    path: &std::path::Path,
+    slot: &glue::wiring_guest_additions::HandleSlot,
+) {
+    let Some(ga) = slot.lock().clone() else {
+        return;
+    };
+    let props: Vec<settings::GuestProperty> = ga
+        .persistent_properties()
+        .into_iter()
+        .map(|p| settings::GuestProperty {
+            flags: glue::wiring_guest_additions::guest_property_flags_text(p.flags),
+            name: p.name,
+            value: p.value,
+            timestamp: p.timestamp,
+        })
+        .collect();
+    let r = (|| -> anyhow::Result<()> {
+        let mut file = settings::MachineFile::load(path)?;
+        if file.machine.hardware.guest_properties == props {
+            return Ok(());
+        }
+        settings::write::set_guest_properties(&mut file, &props)?;
+        file.save()?;
+        Ok(())
+    })();
+    if let Err(e) = r {
+        tracing::warn!("guest properties not saved in {}: {e:#}", path.display());
+        eprintln!(
+            "novabox: guest properties not saved in {}: {e:#}",
+            path.display()
+        );
+    }
+}
+
+/// For `showvminfo` of a running VM: the Guest Additions run level and version the guest
+/// reported (asked over the control socket), in VBoxManage's human or machine-readable
+/// form. Prints nothing when the VM does not answer.
+pub fn print_additions_info(file: &settings::MachineFile, machine_readable: bool) {
+    let path = glue::control::socket_path(&file.machine_folder());
+    let Ok(Ok(info)) = glue::control::request(&path, &["info"], Duration::from_secs(5)) else {
+        return;
+    };
+    print!("{}", format_additions_info(&info, machine_readable));
+}
+
+/// The `info` answer (`GuestAdditionsRunLevel=N`, `GuestAdditionsVersion="V"`) as
+/// showvminfo prints it.
+fn format_additions_info(info: &str, machine_readable: bool) -> String {
+    if machine_readable {
+        return info
+            .lines()
+            .filter(|l| l.starts_with("GuestAdditions"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+    }
+    let mut out = String::new();
+    for l in info.lines() {
+        let (label, v) = match l.split_once('=') {
+            Some(("GuestAdditionsRunLevel", v)) => ("Additions run level:", v),
+            Some(("GuestAdditionsVersion", v)) => ("Additions version:", v.trim_matches('"')),
+            _ => continue,
+        };
+        if !v.is_empty() {
+            out.push_str(&format!("{label:<32}{v}\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn additions_info_in_both_forms() {
+        let info = "GuestAdditionsRunLevel=2\nGuestAdditionsVersion=\"7.1.12r169051\"\n";
+        assert_eq!(format_additions_info(info, true), info);
+        let h = format_additions_info(info, false);
+        assert!(h.contains("Additions run level:"), "{h}");
+        assert!(h
+            .lines()
+            .any(|l| l.starts_with("Additions run level:") && l.ends_with(" 2")));
+        assert!(h
+            .lines()
+            .any(|l| l.starts_with("Additions version:") && l.ends_with(" 7.1.12r169051")));
+        // Nothing reported yet: no version line.
+        let none = format_additions_info(
+            "GuestAdditionsRunLevel=0\nGuestAdditionsVersion=\"\"\n",
+            false,
+        );
+        assert!(!none.contains("version"), "{none}");
+    }
+
+    #[test]
+    fn saved_flags_parse_word_by_word() {
+        use glue::wiring_guest_additions::parse_guest_property_flags as p;
+        let want = p("RDONLYGUEST").unwrap() | p("TRANSIENT").unwrap();
+        assert_eq!(hgcm_flags("TRANSIENT, RDONLYGUEST"), want);
+        assert_eq!(hgcm_flags("BOGUS, RDONLYGUEST"), p("RDONLYGUEST").unwrap());
+        assert_eq!(hgcm_flags(""), 0);
+    }
+}

@@ -267,6 +267,7 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
         }
     };
     cfg.guest_additions.control_socket = Some(glue::control::socket_path(&file.machine_folder()));
+    cfg.guest_additions.guest_properties = crate::control_cmds::saved_guest_properties(&file);
     cfg.guest_additions.display = Some(cfg.display.handle.clone());
     cfg.paravirt = match mc.paravirt_effective {
         settings::ParavirtProvider::None => hm::cpuid::ParavirtProvider::None,
@@ -304,7 +305,12 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
         bios: Some(&image_path),
         ..Inputs::default()
     };
-    run_to_end(cfg, &inputs, &log_path)
+    let ga = cfg.guest_additions.handle.clone();
+    let rc = run_to_end(cfg, &inputs, &log_path);
+    // VirtualBox saves the non-transient guest properties at power-off.
+    drop(_running);
+    crate::control_cmds::persist_guest_properties(&file.path, &ga);
+    rc
 }
 
 /// What `run VM` supports today (the compatibility report names everything else).

@@ -235,6 +235,9 @@ fn show(a: ShowArgs) -> Result<i32> {
         InfoFormat::Human
     };
     print!("{}", showvminfo(&ctx, fmt));
+    if ctx.running && !a.json {
+        crate::control_cmds::print_additions_info(&file, a.machinereadable);
+    }
     Ok(0)
 }
 

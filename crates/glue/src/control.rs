@@ -162,6 +162,7 @@ pub fn machine_handler(
     ga: GuestAdditions,
     exec: Arc<ExecutionManager>,
     display: Option<HandleSlot>,
+    acpi_pm: Option<Arc<parking_lot::Mutex<devices::acpi::PmRegisters>>>,
 ) -> Handler {
     Arc::new(move |w: &[String]| {
         let w: Vec<&str> = w.iter().map(String::as_str).collect();
@@ -184,7 +185,9 @@ pub fn machine_handler(
         match w.as_slice() {
             ["clipboard", "mode", m] => {
                 let mode = clipboard::Mode::parse(m).ok_or_else(|| {
-                    format!("clipboard mode {m}: use disabled|hosttoguest|guesttohost|bidirectional")
+                    format!(
+                        "clipboard mode {m}: use disabled|hosttoguest|guesttohost|bidirectional"
+                    )
                 })?;
                 clip(Box::new(move |s| {
                     s.set_mode(mode);
@@ -220,9 +223,19 @@ pub fn machine_handler(
                     "the guest has not enabled absolute pointing (yet)".into()
                 })
             }
-            ["acpipowerbutton"] => {
-                Err("acpipowerbutton: the ACPI power button is not wired to the control channel yet; use poweroff".into())
-            }
+            ["acpipowerbutton"] => match &acpi_pm {
+                Some(pm) => {
+                    let mut pm = pm.lock();
+                    let listening = pm.acpi_enabled();
+                    pm.press_power_button();
+                    Ok(if listening {
+                        String::new()
+                    } else {
+                        "the guest has not enabled ACPI (yet): the press may go unnoticed".into()
+                    })
+                }
+                None => Err("this machine has no ACPI power button".into()),
+            },
             ["info"] => {
                 let g = ga.vmmdev.guest_info();
                 let version = g

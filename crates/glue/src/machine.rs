@@ -110,6 +110,8 @@ pub struct WiringContext<'a> {
     pub keyboard: &'a Arc<Mutex<I8042>>,
     /// Run once the VM has stopped and its vCPU threads have ended (flush and close disks).
     pub on_power_off: &'a mut Vec<PowerOffHook>,
+    /// The PIIX4 PM registers (the ACPI power button: `controlvm acpipowerbutton`).
+    pub acpi_pm: &'a Arc<Mutex<acpi::PmRegisters>>,
 }
 
 /// Work a device leaves for power-off (see [`WiringContext::on_power_off`]).
@@ -327,6 +329,7 @@ impl Machine {
         pci.add_function(PciAddress::new(1, 0), Arc::new(Mutex::new(isa)))
             .map_err(dev_err)?;
         let pm = Piix4Pm::new(clock.clone(), line(9), Some(&timers), acpi::DEFAULT_PM_BASE);
+        let acpi_pm = pm.registers();
         let e = exec.clone();
         pm.set_poweroff_callback(Arc::new(move || e.request_stop(StopReason::PowerOff)));
         pio.insert(u64::from(acpi::APM_CNT_PORT), 2, "apm", pm.registers())
@@ -349,6 +352,7 @@ impl Machine {
                 fw_files: &mut fw_files,
                 keyboard: &kbc,
                 on_power_off: &mut power_off,
+                acpi_pm: &acpi_pm,
             };
             crate::wiring_storage::attach(&cfg.storage, &mut ctx)?;
             crate::wiring_display::attach(&cfg.display, &mut ctx)?;

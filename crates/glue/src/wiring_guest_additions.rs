@@ -12,6 +12,7 @@ use devices::vmmdev::{consts, PowerRequest, VmmDev, VmmDevConfig};
 pub use hgcm::clipboard::Mode as ClipboardMode;
 use hgcm::clipboard::SharedClipboard;
 use hgcm::guestprop::GuestProperties;
+pub use hgcm::guestprop::Property as GuestProperty;
 pub use hgcm::shfl::ShareConfig;
 use hgcm::shfl::SharedFolders;
 use hgcm::HgcmHost;
@@ -31,12 +32,39 @@ pub struct GuestAdditions {
     pub hgcm: Arc<HgcmHost>,
 }
 
+impl GuestAdditions {
+    /// The guest properties VirtualBox saves in the .vbox at power-off: all but the
+    /// transient ones (TRANSIENT, TRANSRESET).
+    pub fn persistent_properties(&self) -> Vec<GuestProperty> {
+        use hgcm::guestprop::{flags, SERVICE_NAME};
+        self.hgcm
+            .with_service::<GuestProperties, _>(SERVICE_NAME, |s| s.persistent())
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|p| p.flags & (flags::TRANSIENT | flags::TRANSRESET) == 0)
+            .collect()
+    }
+}
+
 impl std::fmt::Debug for GuestAdditions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GuestAdditions")
             .field("hgcm", &self.hgcm)
             .finish()
     }
+}
+
+/// Where [`attach`] puts the host side.
+pub type HandleSlot = Arc<Mutex<Option<GuestAdditions>>>;
+
+/// Parse one guest property flag word (or a list: "TRANSIENT, RDONLYGUEST").
+pub fn parse_guest_property_flags(s: &str) -> Result<u32, i32> {
+    hgcm::guestprop::parse_flags(s)
+}
+
+/// Guest property flags as VirtualBox writes them.
+pub fn guest_property_flags_text(f: u32) -> String {
+    hgcm::guestprop::write_flags(f)
 }
 
 /// What the machine has of this kind.
@@ -49,6 +77,8 @@ pub struct Config {
     /// The clipboard mode (.vbox `Clipboard@mode`); `controlvm VM clipboard mode` changes it
     /// while the machine runs.
     pub clipboard: ClipboardMode,
+    /// Guest properties at start (the .vbox's saved ones).
+    pub guest_properties: Vec<GuestProperty>,
     /// Serve the control socket here (`novabox controlvm`); None: no control channel.
     pub control_socket: Option<std::path::PathBuf>,
     /// The display's handle slot (`wiring_display::Config::handle`): the control socket
@@ -56,7 +86,7 @@ pub struct Config {
     /// through it when the machine has a graphics adapter.
     pub display: Option<crate::wiring_display::HandleSlot>,
     /// Filled by [`attach`]: the host side, for the frontend.
-    pub handle: Arc<Mutex<Option<GuestAdditions>>>,
+    pub handle: HandleSlot,
 }
 
 /// Parse a `--sharedfolder NAME=HOSTPATH[,readonly]` argument.
@@ -89,7 +119,9 @@ pub fn attach(cfg: &Config, ctx: &mut WiringContext<'_>) -> Result<(), MachineEr
         .map_err(|e| MachineError::Devices(e.to_string()))?;
     let mut host = HgcmHost::new();
     host.register(Box::new(shares))?;
-    host.register(Box::new(GuestProperties::new()))?;
+    host.register(Box::new(GuestProperties::with(
+        cfg.guest_properties.clone(),
+    )))?;
     host.register(Box::new(SharedClipboard::new(cfg.clipboard)))?;
     let hgcm = Arc::new(host);
 
@@ -119,7 +151,12 @@ pub fn attach(cfg: &Config, ctx: &mut WiringContext<'_>) -> Result<(), MachineEr
     if let Some(path) = &cfg.control_socket {
         crate::control::serve(
             path,
-            crate::control::machine_handler(ga.clone(), ctx.exec.clone(), cfg.display.clone()),
+            crate::control::machine_handler(
+                ga.clone(),
+                ctx.exec.clone(),
+                cfg.display.clone(),
+                Some(ctx.acpi_pm.clone()),
+            ),
         )
         .map_err(|e| MachineError::Devices(format!("control socket {}: {e}", path.display())))?;
     }

@@ -1222,3 +1222,29 @@ fn sync_storage(
         }
     }
 }
+
+/// Replace the machine's guest properties (`Hardware/GuestProperties`, one
+/// `GuestProperty name value timestamp flags` each, as VirtualBox saves the
+/// non-transient ones at power-off) and re-read the model. Everything else in
+/// the document stays as it was; an empty list removes the element.
+pub fn set_guest_properties(file: &mut MachineFile, props: &[GuestProperty]) -> Result<()> {
+    {
+        let m = machine_element_mut(&mut file.doc.root)?;
+        let hw = m.child_or_insert("Hardware");
+        hw.remove_elements(|e| e.local() == "GuestProperties");
+        if !props.is_empty() {
+            let mut gp = Element::new("GuestProperties");
+            for p in props {
+                gp.push_element(
+                    Element::new("GuestProperty")
+                        .with_attr("name", &p.name)
+                        .with_attr("value", &p.value)
+                        .with_attr("timestamp", &p.timestamp.to_string())
+                        .with_attr("flags", &p.flags),
+                );
+            }
+            hw.push_element(gp);
+        }
+    }
+    file.reread()
+}
