@@ -3,7 +3,8 @@
 #   NOVABOX-GA-PART-PASS NAME   or   NOVABOX-GA-PART-FAIL NAME REASON
 # and the test fails when any part failed, after running them all.
 #
-# Parts: vboxsf (vboxsf.sh, with its escape battery), mouse (an absolute position
+# Parts: powerbutton (controlvm acpipowerbutton reaches the kernel's ACPI button
+# driver as KEY_POWER), vboxsf (vboxsf.sh, with its escape battery), mouse (an absolute position
 # injected by the host arrives as evdev ABS_X/ABS_Y events), time (VMMDevReq_GetHostTime
 # through /dev/vboxguest, compared on the host), props (guest properties both ways),
 # clipboard (text both ways in each clipboard mode the host switches to).
@@ -15,6 +16,7 @@
 #                                          "host-MODE", then set the guest property
 #                                          /novabox/test/clipmode=MODE
 #   NOVABOX-GA-CLIP-SERVED MODE rc=N       host: check get-text against "guest-MODE"
+#   NOVABOX-GA-POWERBUTTON-READY           host: `acpipowerbutton` until POWERBUTTON-DONE
 . /tests/lib.sh
 
 C=/bin/gaclient
@@ -37,16 +39,48 @@ part_vboxsf() {
     sh /tests/vboxsf.sh || fail "$(cat /tmp/novabox-fail-reason 2>/dev/null)"
 }
 
-part_mouse() {
+# evdev_node NAME [PHYS-GLOB]: the /dev/input/eventN of the input device called NAME
+# (whose phys matches PHYS-GLOB).
+evdev_node() {
     modprobe evdev 2>/dev/null
     dev=""
     for d in /sys/class/input/input*; do
-        [ "$(cat "$d/name" 2>/dev/null)" = "VirtualBox mouse integration" ] && dev=$d
+        [ "$(cat "$d/name" 2>/dev/null)" = "$1" ] || continue
+        case "$(cat "$d/phys" 2>/dev/null)" in ${2:-*}) dev=$d ;; esac
     done
-    [ -n "$dev" ] || fail "no 'VirtualBox mouse integration' input device: $(cat /sys/class/input/input*/name 2>/dev/null | tr '\n' ',')"
+    [ -n "$dev" ] || fail "no '$1' input device: $(cat /sys/class/input/input*/name 2>/dev/null | tr '\n' ',')"
     ev=""
     for e in "$dev"/event*; do [ -e "$e" ] && ev=/dev/input/${e##*/}; done
     [ -n "$ev" ] && [ -e "$ev" ] || fail "no evdev node for $dev"
+    echo "$ev"
+}
+
+part_powerbutton() {
+    modprobe button 2>/dev/null
+    # The fixed-feature button (PM1 PWRBTN), not a DSDT PNP0C0C device.
+    ev=$(evdev_node "Power Button" "LNXPWRBN*") || exit 1
+    dd if="$ev" of=/tmp/button.ev bs=24 count=8 2>/dev/null &
+    pid=$!
+    echo "NOVABOX-GA-POWERBUTTON-READY"
+    ok=""
+    i=0
+    while [ $i -lt 120 ]; do
+        # EV_KEY (1), KEY_POWER (116), pressed (1).
+        if od -An -v -tu2 -w24 /tmp/button.ev 2>/dev/null | awk '
+            $9 == 1 && $10 == 116 && $11 == 1 { k = 1 } END { exit !k }'; then
+            ok=1
+            break
+        fi
+        sleep 1
+        i=$((i + 1))
+    done
+    kill $pid 2>/dev/null
+    echo "NOVABOX-GA-POWERBUTTON-DONE"
+    [ -n "$ok" ] || fail "no KEY_POWER press on $ev: $(od -An -v -tu2 -w24 /tmp/button.ev | head -4 | tr '\n' ';')"
+}
+
+part_mouse() {
+    ev=$(evdev_node "VirtualBox mouse integration") || exit 1
     # One read per input_event (24 bytes on x86-64); opening the device makes the
     # driver tell the host it can take absolute positions.
     dd if="$ev" of=/tmp/mouse.ev bs=24 count=16 2>/dev/null &
@@ -124,6 +158,7 @@ part_clipboard() {
     done
 }
 
+part powerbutton part_powerbutton
 part vboxsf part_vboxsf
 part mouse part_mouse
 part time part_time

@@ -7,6 +7,7 @@
 //! - vboxsf: the 64 MiB file the guest wrote has on the host the checksum the guest
 //!   printed; the host-written file was read by the guest; the read-only share is unchanged;
 //!   no escape attempt left a trace outside the share.
+//! - power button: `acpipowerbutton` arrives as KEY_POWER from the kernel's ACPI button.
 //! - mouse: `mouse move 12345 23456` arrives as evdev ABS_X/ABS_Y in the guest.
 //! - time: the host time the guest read through VMMDev is within a second of the host clock.
 //! - guest properties both ways (a host-set property read by the guest, a guest-set one seen
@@ -80,6 +81,7 @@ fn get_prop(ga: &GuestAdditions, name: &str) -> Option<guestprop::Property> {
 #[derive(Debug, Default)]
 struct Watched {
     mouse_injections: u32,
+    button_presses: u32,
     /// |guest-read host time - host clock| in ms.
     hosttime_skew_ms: Option<i128>,
     /// (mode, what `clipboard get-text` answered after the guest served its text).
@@ -100,6 +102,7 @@ fn watch(com1: Capture, sock: PathBuf, running: Arc<AtomicBool>) -> Watched {
     let mut modes_done = BTreeSet::new();
     let mut served_done = BTreeSet::new();
     let mut last_mouse = Instant::now() - Duration::from_secs(10);
+    let mut last_button = last_mouse;
     while running.load(Ordering::SeqCst) {
         let text = com1.text();
         if text.contains("NOVABOX-GA-MOUSE-READY")
@@ -110,6 +113,16 @@ fn watch(com1: Capture, sock: PathBuf, running: Arc<AtomicBool>) -> Watched {
             match ctl(&sock, &["mouse", "move", "12345", "23456"]) {
                 Ok(_) => w.mouse_injections += 1,
                 Err(e) => w.errors.push(format!("mouse move: {e}")),
+            }
+        }
+        if text.contains("NOVABOX-GA-POWERBUTTON-READY")
+            && !text.contains("NOVABOX-GA-POWERBUTTON-DONE")
+            && last_button.elapsed() > Duration::from_secs(2)
+        {
+            last_button = Instant::now();
+            match ctl(&sock, &["acpipowerbutton"]) {
+                Ok(_) => w.button_presses += 1,
+                Err(e) => w.errors.push(format!("acpipowerbutton: {e}")),
             }
         }
         if w.hosttime_skew_ms.is_none() {
@@ -264,7 +277,14 @@ fn guest_additions_in_one_boot() {
         }
     };
     check(!timed_out.load(Ordering::SeqCst), "finished in time".into());
-    for p in ["vboxsf", "mouse", "time", "props", "clipboard"] {
+    for p in [
+        "powerbutton",
+        "vboxsf",
+        "mouse",
+        "time",
+        "props",
+        "clipboard",
+    ] {
         let pass = text.contains(&format!("NOVABOX-GA-PART-PASS {p}"));
         check(pass, format!("guest part {p}"));
     }

@@ -56,8 +56,10 @@ const ROOT_MODULES: &[&str] = &[
     "ata_piix",
     "sd_mod",
     "sr_mod",
-    // The Guest Additions test reads the mouse integration device's events.
+    // The Guest Additions test reads the mouse integration device's and the ACPI power
+    // button's events.
     "evdev",
+    "button",
     // QEMU's 9p share, for `cargo xtask bench-vboxsf`.
     "9p",
     "9pnet_virtio",
