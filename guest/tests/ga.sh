@@ -10,7 +10,8 @@
 # clipboard (text both ways in each clipboard mode the host switches to).
 #
 # Handshakes with the host runner (it watches the console):
-#   NOVABOX-GA-MOUSE-READY                 host: inject 12345,23456 until MOUSE-DONE
+#   NOVABOX-GA-MOUSE-READY                 host: inject 12345,23456 (alternating with
+#                                          1000,2000) until MOUSE-DONE
 #   NOVABOX-GA-HOSTTIME ms=N               host: |N - host clock| < 1000 ms
 #   NOVABOX-GA-WANT-CLIPMODE MODE          host: switch the mode, set the host text to
 #                                          "host-MODE", then set the guest property
@@ -158,12 +159,13 @@ part_clipboard() {
     done
 }
 
+# The quick parts first; vboxsf (64 MiB, 1,000 files) takes longest on the interpreter.
 part powerbutton part_powerbutton
-part vboxsf part_vboxsf
 part mouse part_mouse
 part time part_time
 part props part_props
 part clipboard part_clipboard
+part vboxsf part_vboxsf
 
 [ -z "$failed" ] || fail "failed parts:$failed"
 echo "ga: ok"

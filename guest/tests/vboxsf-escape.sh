@@ -9,13 +9,18 @@ M=${1:?mount point}
 # Symlinks: creation is off by default (VirtualBox's policy), so ln -s must fail.
 ln -s /etc "$M/evil" 2>/dev/null && fail "guest created a symlink on a share without symlink permission"
 
-# A host-planted symlink to the outside (made by the host runner as escape-link ->
-# /, if present) must not be followable.
-if [ -L "$M/escape-link" ]; then
-    ls "$M/escape-link/" >/dev/null 2>&1 && fail "listed the host root through a planted symlink"
-    cat "$M/escape-link/etc/hostname" >/dev/null 2>&1 && fail "read a host file through a planted symlink"
-    echo pwn > "$M/escape-link/tmp/novabox-pwned" 2>/dev/null && fail "wrote outside through a planted symlink"
-fi
+# Host-planted symlinks to a host folder outside the share (made by the host runner:
+# escape-abs -> its absolute host path, escape-rel -> ../outside, each holding
+# secret.txt = "host-secret"). The guest kernel resolves a symlink's text in the GUEST's
+# namespace, so neither may reach the host folder: no read of the secret, and writes
+# through them must not land there (the host runner checks its folder afterwards).
+for l in escape-abs escape-rel; do
+    [ -L "$M/$l" ] || continue
+    [ "$(cat "$M/$l/secret.txt" 2>/dev/null)" = host-secret ] && fail "read a host file outside the share through $l"
+    echo pwn > "$M/$l/pwned" 2>/dev/null
+done
+# The raw host path of the outside folder is no name inside the share either.
+[ "$(cat "$M/../outside/secret.txt" 2>/dev/null)" = host-secret ] && fail "read ../outside/secret.txt"
 
 # Names with a backslash or that are very long are refused or stay inside.
 : > "$M/a\\..\\..\\b" 2>/dev/null

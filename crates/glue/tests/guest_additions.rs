@@ -6,7 +6,8 @@
 //!
 //! - vboxsf: the 64 MiB file the guest wrote has on the host the checksum the guest
 //!   printed; the host-written file was read by the guest; the read-only share is unchanged;
-//!   no escape attempt left a trace outside the share.
+//!   symlinks planted in the share towards a host folder outside it neither reveal nor
+//!   change that folder.
 //! - power button: `acpipowerbutton` arrives as KEY_POWER from the kernel's ACPI button.
 //! - mouse: `mouse move 12345 23456` arrives as evdev ABS_X/ABS_Y in the guest.
 //! - time: the host time the guest read through VMMDev is within a second of the host clock.
@@ -26,7 +27,6 @@ use glue::control;
 use glue::wiring_guest_additions::{parse_shared_folder, GuestAdditions};
 use glue::{Boot, Console, EngineChoice, Machine, MachineConfig};
 use hgcm::guestprop::{self, GuestProperties};
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,70 +96,81 @@ fn ctl(sock: &Path, words: &[&str]) -> Result<String, String> {
     }
 }
 
-/// Answers ga.sh's handshakes until `running` drops.
+/// Answers ga.sh's handshakes until `running` drops. Marker lines are handled once each,
+/// in console order (the guest may print the next request before this thread looks).
 fn watch(com1: Capture, sock: PathBuf, running: Arc<AtomicBool>) -> Watched {
     let mut w = Watched::default();
-    let mut modes_done = BTreeSet::new();
-    let mut served_done = BTreeSet::new();
+    let mut handled = 0usize; // complete console lines handled so far
+    let (mut mouse_on, mut button_on) = (false, false);
     let mut last_mouse = Instant::now() - Duration::from_secs(10);
     let mut last_button = last_mouse;
+    let mut mouse_flip = false;
     while running.load(Ordering::SeqCst) {
         let text = com1.text();
-        if text.contains("NOVABOX-GA-MOUSE-READY")
-            && !text.contains("NOVABOX-GA-MOUSE-DONE")
-            && last_mouse.elapsed() > Duration::from_secs(1)
-        {
+        let complete = text.rfind('\n').map(|i| &text[..=i]).unwrap_or("");
+        let lines: Vec<&str> = complete.lines().map(|l| l.trim_end_matches('\r')).collect();
+        for line in lines.iter().skip(handled) {
+            if line.contains("NOVABOX-") || line.starts_with("FAIL") {
+                eprintln!("  guest [live]: {line}");
+            }
+            if line.starts_with("NOVABOX-GA-MOUSE-READY") {
+                mouse_on = true;
+            } else if line.starts_with("NOVABOX-GA-MOUSE-DONE") {
+                mouse_on = false;
+            } else if line.starts_with("NOVABOX-GA-POWERBUTTON-READY") {
+                button_on = true;
+            } else if line.starts_with("NOVABOX-GA-POWERBUTTON-DONE") {
+                button_on = false;
+            } else if let Some(v) = line.strip_prefix("NOVABOX-GA-HOSTTIME ms=") {
+                let now = now_ms() as i128;
+                match v.trim().parse::<i128>() {
+                    Ok(ms) => w.hosttime_skew_ms = Some(ms - now),
+                    Err(_) => w.errors.push(format!("bad host time line {v:?}")),
+                }
+            } else if let Some(mode) = line.strip_prefix("NOVABOX-GA-WANT-CLIPMODE ") {
+                let mode = mode.trim();
+                let host_text = format!("host-{mode}");
+                for req in [
+                    vec!["clipboard", "mode", mode],
+                    vec!["clipboard", "set-text", &host_text],
+                    vec!["guestproperty", "set", "/novabox/test/clipmode", mode],
+                ] {
+                    if let Err(e) = ctl(&sock, &req) {
+                        w.errors.push(format!("{}: {e}", req.join(" ")));
+                    }
+                }
+            } else if let Some(rest) = line.strip_prefix("NOVABOX-GA-CLIP-SERVED ") {
+                let mode = rest
+                    .split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string();
+                w.clip_after_serve
+                    .push((mode, ctl(&sock, &["clipboard", "get-text"])));
+            }
+        }
+        handled = lines.len();
+        // The input core drops an unchanged position, so alternate two positions: the
+        // guest waits for the one it checks.
+        if mouse_on && last_mouse.elapsed() > Duration::from_secs(1) {
             last_mouse = Instant::now();
-            match ctl(&sock, &["mouse", "move", "12345", "23456"]) {
+            mouse_flip = !mouse_flip;
+            let (x, y) = if mouse_flip {
+                ("12345", "23456")
+            } else {
+                ("1000", "2000")
+            };
+            match ctl(&sock, &["mouse", "move", x, y]) {
                 Ok(_) => w.mouse_injections += 1,
                 Err(e) => w.errors.push(format!("mouse move: {e}")),
             }
         }
-        if text.contains("NOVABOX-GA-POWERBUTTON-READY")
-            && !text.contains("NOVABOX-GA-POWERBUTTON-DONE")
-            && last_button.elapsed() > Duration::from_secs(2)
-        {
+        if button_on && last_button.elapsed() > Duration::from_secs(2) {
             last_button = Instant::now();
             match ctl(&sock, &["acpipowerbutton"]) {
                 Ok(_) => w.button_presses += 1,
                 Err(e) => w.errors.push(format!("acpipowerbutton: {e}")),
             }
-        }
-        if w.hosttime_skew_ms.is_none() {
-            if let Some(v) = marker_lines(&text, "NOVABOX-GA-HOSTTIME ms=").first() {
-                let now = now_ms() as i128;
-                match v.parse::<i128>() {
-                    Ok(ms) => w.hosttime_skew_ms = Some(ms - now),
-                    Err(_) => w.errors.push(format!("bad host time line {v:?}")),
-                }
-            }
-        }
-        for mode in marker_lines(&text, "NOVABOX-GA-WANT-CLIPMODE ") {
-            if !modes_done.insert(mode.to_string()) {
-                continue;
-            }
-            let host_text = format!("host-{mode}");
-            for req in [
-                vec!["clipboard", "mode", mode],
-                vec!["clipboard", "set-text", &host_text],
-                vec!["guestproperty", "set", "/novabox/test/clipmode", mode],
-            ] {
-                if let Err(e) = ctl(&sock, &req) {
-                    w.errors.push(format!("{}: {e}", req.join(" ")));
-                }
-            }
-        }
-        for line in marker_lines(&text, "NOVABOX-GA-CLIP-SERVED ") {
-            let mode = line
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .to_string();
-            if !served_done.insert(mode.clone()) {
-                continue;
-            }
-            w.clip_after_serve
-                .push((mode, ctl(&sock, &["clipboard", "get-text"])));
         }
         std::thread::sleep(Duration::from_millis(50));
     }
@@ -188,10 +199,13 @@ fn guest_additions_in_one_boot() {
         std::fs::create_dir_all(d).unwrap();
     }
     std::fs::write(share.join("host.txt"), "written on the host\n").unwrap();
-    std::os::unix::fs::symlink("/", share.join("escape-link")).unwrap();
+    // A host folder outside the share, and symlinks to it planted in the share.
+    let outside = base.join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("secret.txt"), "host-secret").unwrap();
+    std::os::unix::fs::symlink(&outside, share.join("escape-abs")).unwrap();
+    std::os::unix::fs::symlink("../outside", share.join("escape-rel")).unwrap();
     std::fs::write(ro.join("keep.txt"), "keep\n").unwrap();
-    let pwned = Path::new("/tmp/novabox-pwned");
-    let _ = std::fs::remove_file(pwned);
     let host_sha = sha256(&share.join("host.txt"));
 
     let com1 = Capture::default();
@@ -314,11 +328,19 @@ fn guest_additions_in_one_boot() {
             && std::fs::read_to_string(ro.join("keep.txt")).unwrap() == "keep\n",
         format!("read-only share unchanged ({ro_names:?})"),
     );
+    let outside_names: Vec<_> = std::fs::read_dir(&outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     check(
-        !pwned.exists() && !share.join("evil").exists(),
-        "no escape (no /tmp/novabox-pwned, no guest-made symlink)".into(),
+        outside_names == ["secret.txt"] && !share.join("evil").exists(),
+        format!("no escape (outside folder {outside_names:?}, no guest-made symlink)"),
     );
     // Mouse, time.
+    check(
+        watched.button_presses > 0,
+        format!("power button pressed {} times", watched.button_presses),
+    );
     check(
         watched.mouse_injections > 0,
         format!("mouse injected {} times", watched.mouse_injections),
