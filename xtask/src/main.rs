@@ -2,6 +2,7 @@
 
 mod bench_exits;
 mod bench_media;
+mod bench_vboxsf;
 mod demo;
 mod kit;
 mod test_cmd;
@@ -13,6 +14,7 @@ fn main() -> anyhow::Result<()> {
         Some("kit") => kit::run(rest),
         Some("bench-exits") => bench_exits::run(rest),
         Some("bench-media") => bench_media::run_bench(rest),
+        Some("bench-vboxsf") => bench_vboxsf::run(rest),
         Some("test") => test_cmd::run(rest),
         Some("demo") => demo::run(rest),
         _ => anyhow::bail!("usage: cargo xtask <task> [args]; tasks: kit, test, demo, bench-exits"),
