@@ -23,6 +23,9 @@
 C=/bin/gaclient
 failed=""
 
+# Every part needs the driver (vboxsf.sh loads it too, for running on its own).
+grep -q '^vboxguest ' /proc/modules || modprobe vboxguest || fail "modprobe vboxguest"
+
 # part NAME CMD...: runs CMD in a subshell and reports it.
 part() {
     name=$1
