@@ -151,6 +151,8 @@ pub(crate) struct Cpu {
     pub set_shadow: bool,
     /// Backing page of the block being executed, to catch self-modifying code.
     pub code_page: u64,
+    /// The current instruction wrote the code page of its block or queued an MMIO write:
+    /// the block ends after it (the one flag the fast loop checks besides RIP).
     pub smc: bool,
     /// rip - instruction.ip(): relocates decoded branch targets and RIP-relative operands.
     pub delta: u64,

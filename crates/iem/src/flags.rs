@@ -74,13 +74,10 @@ impl Default for Lazy {
     }
 }
 
-#[inline]
+#[inline(always)]
 fn mask(bits: u32) -> u64 {
-    if bits >= 64 {
-        u64::MAX
-    } else {
-        (1u64 << bits) - 1
-    }
+    // Branch-free: bits is 8, 16, 32 or 64 (clamped so a bad value cannot overflow).
+    u64::MAX >> (64 - bits.clamp(1, 64))
 }
 
 #[inline]
@@ -109,16 +106,20 @@ impl Lazy {
     /// Carry flag.
     #[inline]
     pub fn cf(&self) -> bool {
-        let m = mask(self.bits);
-        let (a, b, r) = (self.a & m, self.b & m, self.res & m);
         match self.op {
             Op::Explicit => self.res & fl::CF != 0,
-            Op::Add => r < a,
-            Op::Adc => r < a || (self.cin && r == a),
-            Op::Sub => a < b,
-            Op::Sbb => a < b || (self.cin && b == m) || (self.cin && a == b),
             Op::Logic => false,
             Op::Inc | Op::Dec => self.cin,
+            op => {
+                let m = mask(self.bits);
+                let (a, b, r) = (self.a & m, self.b & m, self.res & m);
+                match op {
+                    Op::Add => r < a,
+                    Op::Adc => r < a || (self.cin && r == a),
+                    Op::Sub => a < b,
+                    _ => a < b || (self.cin && b == m) || (self.cin && a == b),
+                }
+            }
         }
     }
 

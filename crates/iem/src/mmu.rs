@@ -488,6 +488,8 @@ impl Cpu {
                     len: n as u8,
                     data,
                 });
+                // Ends the block like a code write does: the loop checks one flag.
+                self.smc = true;
                 Ok(())
             }
             wo => {

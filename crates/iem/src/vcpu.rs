@@ -2,7 +2,6 @@
 
 use crate::cpu::{vec, Cpu, Fault, MmioAccess, Stop};
 use crate::event::{class, has_error_code, Class, Ev};
-use crate::exec::fast::Uop;
 use crate::flags::fl;
 use crate::icache::{self, Block, BlockCache};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -286,26 +285,53 @@ impl IemVcpu {
             return Flow::Continue;
         };
         let c = &mut self.cpu;
-        let limit =
-            if c.s.events.interrupt_shadow || !c.mmio_replay.is_empty() || c.pending_in.is_some() {
-                1
-            } else {
-                usize::MAX
-            };
+        c.code_page = block.page >> 12;
+        // Completing an I/O or MMIO exit, or in an interrupt shadow: one instruction, with
+        // the full bookkeeping.
+        let single =
+            c.s.events.interrupt_shadow || !c.mmio_replay.is_empty() || c.pending_in.is_some();
+        let count = if single { 1 } else { block.ops.len() };
         let mut n = 0u64;
         let mut flow = Flow::Continue;
-        for (ins, op) in block.instrs.iter().zip(block.ops.iter()).take(limit) {
+        let ip_mask = c.ip_mask();
+        let mut i = 0usize;
+        while i < count {
+            let Some(op) = block.ops.get(i) else {
+                break;
+            };
+            i += 1;
             let rip = c.s.rip;
-            c.start_rip = rip;
-            c.delta = rip.wrapping_sub(ins.ip());
-            let next = rip.wrapping_add(ins.len() as u64) & c.ip_mask();
-            c.next_rip = next;
+            c.delta = rip.wrapping_sub(u64::from(op.ip));
+            let next = rip.wrapping_add(u64::from(op.len)) & ip_mask;
             c.s.rip = next;
-            c.replay_cursor = 0;
-            let wq = c.mmio_wq.len();
-            let r = match op {
-                Uop::Slow => crate::exec::step(c, ins),
-                _ => crate::exec::fast::exec(c, op),
+            let (r, wq) = match op.handler() {
+                // A fast path sets no exit, shadow or end-of-block request, and reports a
+                // code write or a queued MMIO write in `smc`: the common case needs one check.
+                // Fast paths find the next instruction's address in `c.s.rip` on entry and
+                // do not need `start_rip`/`next_rip` (set below when the slow end runs).
+                Some(f) if !single => {
+                    let r = f(c, op);
+                    if r.is_ok() && (c.s.rip == next) & !c.smc {
+                        n += 1;
+                        continue;
+                    }
+                    c.start_rip = rip;
+                    c.next_rip = next;
+                    // Fast paths queue MMIO writes only when they succeed.
+                    (r, c.mmio_wq.len())
+                }
+                h => {
+                    c.start_rip = rip;
+                    c.next_rip = next;
+                    c.replay_cursor = 0;
+                    let wq = c.mmio_wq.len();
+                    let r = match (h, block.instrs.get(i - 1)) {
+                        (Some(f), _) => f(c, op),
+                        (None, Some(ins)) => crate::exec::step(c, ins),
+                        (None, None) => break,
+                    };
+                    (r, wq)
+                }
             };
             match r {
                 Ok(()) => {
@@ -345,7 +371,8 @@ impl IemVcpu {
                     break;
                 }
                 Err(Stop::Fault(f)) => {
-                    tracing::trace!(ins = %ins, ?f, rip = c.start_rip, "iem: instruction faulted");
+                    tracing::trace!(ins = ?block.instrs.get(i - 1).map(|i| i.to_string()), ?f, rip = c.start_rip, "iem: instruction faulted");
+                    c.smc = false;
                     c.s.rip = c.start_rip;
                     c.mmio_wq.truncate(wq);
                     c.mmio_replay.clear();
@@ -462,12 +489,7 @@ impl Vcpu for IemVcpu {
                 _ => None,
             };
             let k = match linked {
-                Some(k) => {
-                    if let Some(b) = self.cache.block(k) {
-                        self.cpu.code_page = b.page >> 12;
-                    }
-                    k
-                }
+                Some(k) => k,
                 None => match self.block_key() {
                     Ok(k) => {
                         // Only link when nothing changed the fetch context on the way.

@@ -1,17 +1,19 @@
 //! Pre-decoded fast paths for the instructions that dominate real guest code.
 //!
-//! When a block is decoded, every instruction is also compiled once into a [`Uop`]: the
-//! handler is picked by the `match` on its variant, and registers, immediates, operand size
-//! and the effective-address recipe are pre-extracted. Executing a `Uop` therefore never
-//! re-matches the mnemonic nor re-reads iced's operand kinds. Everything else (and every
-//! rare form: high-byte registers, LOCK prefixes, segment registers...) compiles to
-//! [`Uop::Slow`] and runs through [`super::step`]. A fast path must behave exactly like the
-//! generic one: same results, same flags, same faults in the same order.
+//! When a block is decoded, every instruction is also compiled once into a [`Uop`]: a
+//! handler function specialised (through const generics) on the operation and operand size,
+//! plus the pre-extracted registers, immediate, branch target and effective-address recipe.
+//! Executing a `Uop` is one indirect call into straight-line code: no re-matching of the
+//! mnemonic, no re-reading of iced's operand kinds, no branching on the operand size.
+//! Everything else (and every rare form: high-byte registers, LOCK prefixes, segment
+//! registers...) is a slow `Uop` and runs through [`super::step`]. A fast path must behave
+//! exactly like the generic one: same results, same flags, same faults in the same order
+//! (checked by the tests against the generic interpreter).
 
 use super::alu::Bin;
 use super::operand::{mask, sext};
 use crate::cpu::{gp0, Cpu, R};
-use crate::flags::{szp, Op};
+use crate::flags::{fl, szp, Op};
 use crate::regs::{gpr, Gpr};
 use iced_x86::{Code, Instruction, Mnemonic as M, OpKind, Register};
 
@@ -34,89 +36,123 @@ pub(crate) struct Mem {
     asz: u8,
 }
 
+const NO_MEM: Mem = Mem {
+    disp: 0,
+    base: NONE,
+    index: NONE,
+    scale: 1,
+    seg: 3,
+    asz: 8,
+};
+
+/// The handler of a fast `Uop`. On entry `c.s.rip` already points at the next instruction
+/// and `c.delta` relocates decoded addresses; `c.start_rip` and `c.next_rip` are not set.
+pub(crate) type Handler = fn(&mut Cpu, &Uop) -> R<()>;
+
 /// A pre-decoded instruction.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Uop {
-    /// No fast path: execute the iced instruction generically.
-    Slow,
-    /// No architectural effect (NOP, PAUSE, fences, ENDBR).
-    Nop,
-    /// `op reg, reg`.
-    AluRR { op: Bin, size: u8, dst: u8, src: u8 },
-    /// `op reg, imm`.
-    AluRI {
-        op: Bin,
-        size: u8,
-        dst: u8,
-        imm: u64,
-    },
-    /// `op reg, [mem]`.
-    AluRM { op: Bin, size: u8, dst: u8, m: Mem },
-    /// `op [mem], reg` (no LOCK).
-    AluMR { op: Bin, size: u8, m: Mem, src: u8 },
-    /// `op [mem], imm` (no LOCK).
-    AluMI { op: Bin, size: u8, m: Mem, imm: u64 },
-    /// `mov reg, reg`.
-    MovRR { size: u8, dst: u8, src: u8 },
-    /// `mov reg, imm`.
-    MovRI { size: u8, dst: u8, imm: u64 },
-    /// `mov reg, [mem]`.
-    MovRM { size: u8, dst: u8, m: Mem },
-    /// `mov [mem], reg`.
-    MovMR { size: u8, m: Mem, src: u8 },
-    /// `mov [mem], imm`.
-    MovMI { size: u8, m: Mem, imm: u64 },
-    /// `movzx`/`movsx`/`movsxd reg, reg`.
-    ExtRR {
-        signed: bool,
-        dsize: u8,
-        ssize: u8,
-        dst: u8,
-        src: u8,
-    },
-    /// `movzx`/`movsx`/`movsxd reg, [mem]`.
-    ExtRM {
-        signed: bool,
-        dsize: u8,
-        ssize: u8,
-        dst: u8,
-        m: Mem,
-    },
-    /// `lea reg, [mem]`.
-    Lea { size: u8, dst: u8, m: Mem },
-    /// `inc`/`dec reg`.
-    IncDec { inc: bool, size: u8, dst: u8 },
-    /// `shl`/`shr`/`sar reg, imm` (count masked, non-zero).
-    ShiftRI {
-        kind: u8,
-        size: u8,
-        dst: u8,
-        cnt: u8,
-    },
-    /// `cmovcc reg, reg`.
-    CmovRR { cc: u8, size: u8, dst: u8, src: u8 },
-    /// `cmovcc reg, [mem]`.
-    CmovRM { cc: u8, size: u8, dst: u8, m: Mem },
-    /// `setcc reg8`.
-    SetR { cc: u8, dst: u8 },
-    /// `push reg`.
-    PushR { size: u8, src: u8 },
-    /// `push imm`.
-    PushI { size: u8, imm: u64 },
-    /// `pop reg`.
-    PopR { size: u8, dst: u8 },
-    /// `jcc rel`: target relative to the decoded block (add `delta`).
-    Jcc { cc: u8, target: u64, tmask: u64 },
-    /// `jmp rel`.
-    Jmp { target: u64, tmask: u64 },
-    /// `jmp reg`.
-    JmpR { size: u8, src: u8 },
-    /// `call rel`.
-    Call { size: u8, target: u64, tmask: u64 },
-    /// `call reg`.
-    CallR { size: u8, src: u8 },
-    /// `ret` (no immediate).
-    Ret { size: u8 },
+#[derive(Clone, Copy)]
+pub(crate) struct Uop {
+    /// The specialised handler; None: execute the iced instruction generically.
+    f: Option<Handler>,
+    /// Immediate, relative branch target, or shift count.
+    imm: u64,
+    /// Branch target mask (by the branch operand size).
+    tmask: u64,
+    m: Mem,
+    /// Destination (or only) register.
+    d: u8,
+    /// Source register.
+    s: u8,
+    /// Condition code, or the source size of MOVZX/MOVSX.
+    cc: u8,
+    /// Operand size (destination size of MOVZX/MOVSX).
+    size: u8,
+    /// Length of the instruction in bytes.
+    pub len: u8,
+    /// The decoded instruction's IP (its offset in the page the block was decoded from).
+    pub ip: u16,
+}
+
+impl std::fmt::Debug for Uop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Uop")
+            .field("fast", &self.f.is_some())
+            .field("imm", &self.imm)
+            .field("d", &self.d)
+            .field("s", &self.s)
+            .field("cc", &self.cc)
+            .field("size", &self.size)
+            .finish()
+    }
+}
+
+impl Uop {
+    /// The generic-interpreter marker.
+    pub(crate) const SLOW: Uop = Uop {
+        f: None,
+        imm: 0,
+        tmask: u64::MAX,
+        m: NO_MEM,
+        d: 0,
+        s: 0,
+        cc: 0,
+        size: 8,
+        len: 0,
+        ip: 0,
+    };
+
+    fn new(f: Handler) -> Self {
+        Uop {
+            f: Some(f),
+            ..Uop::SLOW
+        }
+    }
+
+    /// True when the instruction has no fast path.
+    #[cfg(test)]
+    pub(crate) fn is_slow(&self) -> bool {
+        self.f.is_none()
+    }
+
+    /// The handler, if any.
+    #[inline(always)]
+    pub(crate) fn handler(&self) -> Option<Handler> {
+        self.f
+    }
+}
+
+/// Run a fast `Uop` (a slow one does nothing here; the caller uses [`super::step`]).
+#[cfg(test)]
+pub(crate) fn exec(c: &mut Cpu, u: &Uop) -> R<()> {
+    match u.f {
+        Some(f) => f(c, u),
+        None => Ok(()),
+    }
+}
+
+/// ALU operation numbers (const-generic parameters).
+const ADD: u8 = 0;
+const OR: u8 = 1;
+const ADC: u8 = 2;
+const SBB: u8 = 3;
+const AND: u8 = 4;
+const SUB: u8 = 5;
+const XOR: u8 = 6;
+const CMP: u8 = 7;
+const TEST: u8 = 8;
+
+fn op_num(b: Bin) -> u8 {
+    match b {
+        Bin::Add => ADD,
+        Bin::Or => OR,
+        Bin::Adc => ADC,
+        Bin::Sbb => SBB,
+        Bin::And => AND,
+        Bin::Sub => SUB,
+        Bin::Xor => XOR,
+        Bin::Cmp => CMP,
+        Bin::Test => TEST,
+    }
 }
 
 /// A general register usable by the fast paths: (index, size in bytes). High-byte
@@ -236,14 +272,47 @@ fn is_near_branch(k: OpKind) -> bool {
     )
 }
 
+/// Pick the handler specialised for an operand size.
+macro_rules! by_size {
+    ($f:ident, $sz:expr $(, $g:expr)*) => {
+        match $sz {
+            1 => $f::<$({ $g },)* 1> as Handler,
+            2 => $f::<$({ $g },)* 2> as Handler,
+            4 => $f::<$({ $g },)* 4> as Handler,
+            _ => $f::<$({ $g },)* 8> as Handler,
+        }
+    };
+}
+
+/// Pick the handler specialised for an ALU operation and an operand size.
+macro_rules! by_op {
+    ($f:ident, $op:expr, $sz:expr) => {
+        match $op {
+            ADD => by_size!($f, $sz, ADD),
+            OR => by_size!($f, $sz, OR),
+            ADC => by_size!($f, $sz, ADC),
+            SBB => by_size!($f, $sz, SBB),
+            AND => by_size!($f, $sz, AND),
+            SUB => by_size!($f, $sz, SUB),
+            XOR => by_size!($f, $sz, XOR),
+            CMP => by_size!($f, $sz, CMP),
+            _ => by_size!($f, $sz, TEST),
+        }
+    };
+}
+
 /// Compile one decoded instruction for a block of code size `bits`.
 pub(crate) fn compile(ins: &Instruction, bits: u32) -> Uop {
-    compile_inner(ins, bits).unwrap_or(Uop::Slow)
+    Uop {
+        len: ins.len() as u8,
+        ip: ins.ip() as u16,
+        ..compile_inner(ins, bits).unwrap_or(Uop::SLOW)
+    }
 }
 
 fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
     let mn = ins.mnemonic();
-    if ins.has_lock_prefix() && mn != M::Nop {
+    if ins.has_lock_prefix() {
         return None;
     }
     let k0 = if ins.op_count() > 0 {
@@ -260,96 +329,103 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
         if ins.op_count() != 2 {
             return None;
         }
+        let op = op_num(op);
         let size = Cpu::op_size(ins, 0) as u8;
+        let imm = || ins.immediate(1) & mask(u32::from(size));
         return match (k0, k1) {
             (OpKind::Register, OpKind::Register) => {
                 let (d, ds) = greg(ins.op0_register())?;
                 let (s, _) = greg(ins.op1_register())?;
-                (ds == size).then_some(Uop::AluRR {
-                    op,
+                (ds == size).then(|| Uop {
+                    d,
+                    s,
                     size,
-                    dst: d,
-                    src: s,
+                    ..Uop::new(by_op!(alu_rr, op, size))
                 })
             }
             (OpKind::Register, k) if is_imm(k) => {
                 let (d, _) = greg(ins.op0_register())?;
-                Some(Uop::AluRI {
-                    op,
+                Some(Uop {
+                    d,
+                    imm: imm(),
                     size,
-                    dst: d,
-                    imm: ins.immediate(1) & mask(u32::from(size)),
+                    ..Uop::new(by_op!(alu_ri, op, size))
                 })
             }
             (OpKind::Register, OpKind::Memory) => {
                 let (d, _) = greg(ins.op0_register())?;
-                Some(Uop::AluRM {
-                    op,
-                    size,
-                    dst: d,
+                Some(Uop {
+                    d,
                     m: mem_recipe(ins, bits)?,
+                    size,
+                    ..Uop::new(by_op!(alu_rm, op, size))
                 })
             }
             (OpKind::Memory, OpKind::Register) => {
                 let (s, _) = greg(ins.op1_register())?;
-                Some(Uop::AluMR {
-                    op,
-                    size,
+                Some(Uop {
+                    s,
                     m: mem_recipe(ins, bits)?,
-                    src: s,
+                    size,
+                    ..Uop::new(by_op!(alu_mr, op, size))
                 })
             }
-            (OpKind::Memory, k) if is_imm(k) => Some(Uop::AluMI {
-                op,
-                size,
+            (OpKind::Memory, k) if is_imm(k) => Some(Uop {
+                imm: imm(),
                 m: mem_recipe(ins, bits)?,
-                imm: ins.immediate(1) & mask(u32::from(size)),
+                size,
+                ..Uop::new(by_op!(alu_mi, op, size))
             }),
             _ => None,
         };
     }
     match mn {
-        M::Nop | M::Pause | M::Lfence | M::Endbr64 | M::Endbr32 => Some(Uop::Nop),
+        M::Nop | M::Pause | M::Lfence | M::Endbr64 | M::Endbr32 => Some(Uop::new(nop)),
         M::Mov => {
             let size = Cpu::op_size(ins, 0) as u8;
             match (k0, k1) {
                 (OpKind::Register, OpKind::Register) => {
                     let (d, _) = greg(ins.op0_register())?;
                     let (s, _) = greg(ins.op1_register())?;
-                    Some(Uop::MovRR {
+                    Some(Uop {
+                        d,
+                        s,
                         size,
-                        dst: d,
-                        src: s,
+                        ..Uop::new(by_size!(mov_rr, size))
                     })
                 }
                 (OpKind::Register, k) if is_imm(k) => {
                     let (d, _) = greg(ins.op0_register())?;
-                    Some(Uop::MovRI {
-                        size,
-                        dst: d,
+                    Some(Uop {
+                        d,
                         imm: ins.immediate(1) & mask(u32::from(size)),
+                        size,
+                        ..Uop::new(by_size!(mov_ri, size))
                     })
                 }
                 (OpKind::Register, OpKind::Memory) => {
                     let (d, _) = greg(ins.op0_register())?;
-                    Some(Uop::MovRM {
-                        size,
-                        dst: d,
+                    Some(Uop {
+                        d,
                         m: mem_recipe(ins, bits)?,
+                        size,
+                        ..Uop::new(by_size!(mov_rm, size))
                     })
                 }
                 (OpKind::Memory, OpKind::Register) => {
                     let (s, _) = greg(ins.op1_register())?;
-                    Some(Uop::MovMR {
-                        size,
+                    Some(Uop {
+                        s,
                         m: mem_recipe(ins, bits)?,
-                        src: s,
+                        size,
+                        ..Uop::new(by_size!(mov_mr, size))
                     })
                 }
-                (OpKind::Memory, k) if is_imm(k) => Some(Uop::MovMI {
-                    size,
-                    m: mem_recipe(ins, bits)?,
+                (OpKind::Memory, k) if is_imm(k) => Some(Uop {
                     imm: ins.immediate(1) & mask(u32::from(size)),
+                    m: mem_recipe(ins, bits)?,
+                    size,
+                    ..Uop::new(by_size!(mov_mi, size))
                 }),
                 _ => None,
             }
@@ -358,41 +434,57 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
             let signed = mn != M::Movzx;
             let (d, dsize) = greg(ins.op0_register())?;
             let ssize = Cpu::op_size(ins, 1) as u8;
+            let u = Uop {
+                d,
+                size: dsize,
+                cc: ssize,
+                ..Uop::SLOW
+            };
             match k1 {
                 OpKind::Register => {
                     let (s, _) = greg(ins.op1_register())?;
-                    Some(Uop::ExtRR {
-                        signed,
-                        dsize,
-                        ssize,
-                        dst: d,
-                        src: s,
+                    let f: Handler = if signed {
+                        ext_rr::<true>
+                    } else {
+                        ext_rr::<false>
+                    };
+                    Some(Uop { s, f: Some(f), ..u })
+                }
+                OpKind::Memory => {
+                    let f: Handler = if signed {
+                        ext_rm::<true>
+                    } else {
+                        ext_rm::<false>
+                    };
+                    Some(Uop {
+                        m: mem_recipe(ins, bits)?,
+                        f: Some(f),
+                        ..u
                     })
                 }
-                OpKind::Memory => Some(Uop::ExtRM {
-                    signed,
-                    dsize,
-                    ssize,
-                    dst: d,
-                    m: mem_recipe(ins, bits)?,
-                }),
                 _ => None,
             }
         }
         M::Lea => {
             let (d, size) = greg(ins.op0_register())?;
-            Some(Uop::Lea {
-                size,
-                dst: d,
+            Some(Uop {
+                d,
                 m: mem_recipe(ins, bits)?,
+                size,
+                ..Uop::new(by_size!(lea, size))
             })
         }
         M::Inc | M::Dec if k0 == OpKind::Register => {
             let (d, size) = greg(ins.op0_register())?;
-            Some(Uop::IncDec {
-                inc: mn == M::Inc,
+            let f = if mn == M::Inc {
+                by_size!(incdec, size, true)
+            } else {
+                by_size!(incdec, size, false)
+            };
+            Some(Uop {
+                d,
                 size,
-                dst: d,
+                ..Uop::new(f)
             })
         }
         M::Shl | M::Sal | M::Shr | M::Sar
@@ -400,20 +492,20 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
         {
             let (d, size) = greg(ins.op0_register())?;
             let raw = ins.immediate(1) & 0xff;
-            let cnt = (raw & if size == 8 { 0x3f } else { 0x1f }) as u8;
+            let cnt = raw & if size == 8 { 0x3f } else { 0x1f };
             if cnt == 0 {
                 return None;
             }
-            let kind = match mn {
-                M::Shr => 1,
-                M::Sar => 2,
-                _ => 0,
+            let f = match mn {
+                M::Shr => by_size!(shift_ri, size, 1),
+                M::Sar => by_size!(shift_ri, size, 2),
+                _ => by_size!(shift_ri, size, 0),
             };
-            Some(Uop::ShiftRI {
-                kind,
+            Some(Uop {
+                d,
+                imm: cnt,
                 size,
-                dst: d,
-                cnt,
+                ..Uop::new(f)
             })
         }
         M::Cmovo
@@ -437,18 +529,20 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
             match k1 {
                 OpKind::Register => {
                     let (s, _) = greg(ins.op1_register())?;
-                    Some(Uop::CmovRR {
+                    Some(Uop {
+                        d,
+                        s,
                         cc,
                         size,
-                        dst: d,
-                        src: s,
+                        ..Uop::new(by_size!(cmov_rr, size))
                     })
                 }
-                OpKind::Memory => Some(Uop::CmovRM {
+                OpKind::Memory => Some(Uop {
+                    d,
                     cc,
-                    size,
-                    dst: d,
                     m: mem_recipe(ins, bits)?,
+                    size,
+                    ..Uop::new(by_size!(cmov_rm, size))
                 }),
                 _ => None,
             }
@@ -473,18 +567,28 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
         {
             let cc = ins.condition_code() as u8 - 1;
             let (d, _) = greg(ins.op0_register())?;
-            Some(Uop::SetR { cc, dst: d })
+            Some(Uop {
+                d,
+                cc,
+                size: 1,
+                ..Uop::new(setcc)
+            })
         }
         M::Push => {
             let size = (-ins.stack_pointer_increment()) as u8;
             match k0 {
                 OpKind::Register => {
                     let (s, _) = greg(ins.op0_register())?;
-                    Some(Uop::PushR { size, src: s })
+                    Some(Uop {
+                        s,
+                        size,
+                        ..Uop::new(by_size!(push_r, size))
+                    })
                 }
-                k if is_imm(k) => Some(Uop::PushI {
-                    size,
+                k if is_imm(k) => Some(Uop {
                     imm: ins.immediate(0) & mask(u32::from(size)),
+                    size,
+                    ..Uop::new(by_size!(push_i, size))
                 }),
                 _ => None,
             }
@@ -492,7 +596,11 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
         M::Pop if k0 == OpKind::Register => {
             let size = ins.stack_pointer_increment() as u8;
             let (d, _) = greg(ins.op0_register())?;
-            Some(Uop::PopR { size, dst: d })
+            Some(Uop {
+                d,
+                size,
+                ..Uop::new(by_size!(pop_r, size))
+            })
         }
         M::Jo
         | M::Jno
@@ -512,42 +620,91 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
         | M::Jg
             if is_near_branch(k0) =>
         {
-            Some(Uop::Jcc {
-                cc: ins.condition_code() as u8 - 1,
-                target: ins.near_branch_target(),
+            let f: Handler = match ins.condition_code() as u8 - 1 {
+                0 => jcc::<0>,
+                1 => jcc::<1>,
+                2 => jcc::<2>,
+                3 => jcc::<3>,
+                4 => jcc::<4>,
+                5 => jcc::<5>,
+                6 => jcc::<6>,
+                7 => jcc::<7>,
+                8 => jcc::<8>,
+                9 => jcc::<9>,
+                10 => jcc::<10>,
+                11 => jcc::<11>,
+                12 => jcc::<12>,
+                13 => jcc::<13>,
+                14 => jcc::<14>,
+                _ => jcc::<15>,
+            };
+            Some(Uop {
+                imm: ins.near_branch_target(),
                 tmask: branch_mask(k0),
+                ..Uop::new(f)
             })
         }
-        M::Jmp if is_near_branch(k0) => Some(Uop::Jmp {
-            target: ins.near_branch_target(),
+        M::Jmp if is_near_branch(k0) => Some(Uop {
+            imm: ins.near_branch_target(),
             tmask: branch_mask(k0),
+            ..Uop::new(jmp)
         }),
         M::Jmp if k0 == OpKind::Register => {
             let (s, rs) = greg(ins.op0_register())?;
             let size = if bits == 64 && rs == 4 { 8 } else { rs };
-            Some(Uop::JmpR { size, src: s })
+            Some(Uop {
+                s,
+                tmask: mask(u32::from(size)),
+                size,
+                ..Uop::new(jmp_r)
+            })
         }
-        M::Call if is_near_branch(k0) => Some(Uop::Call {
-            size: match k0 {
+        M::Call if is_near_branch(k0) => {
+            let size = match k0 {
                 OpKind::NearBranch16 => 2,
                 OpKind::NearBranch32 => 4,
                 _ => 8,
-            },
-            target: ins.near_branch_target(),
-            tmask: branch_mask(k0),
-        }),
+            };
+            Some(Uop {
+                imm: ins.near_branch_target(),
+                tmask: branch_mask(k0),
+                size,
+                ..Uop::new(by_size!(call, size))
+            })
+        }
         M::Call if k0 == OpKind::Register => {
             let (s, rs) = greg(ins.op0_register())?;
             let size = if bits == 64 && rs == 4 { 8 } else { rs };
-            Some(Uop::CallR { size, src: s })
+            Some(Uop {
+                s,
+                tmask: mask(u32::from(size)),
+                size,
+                ..Uop::new(by_size!(call_r, size))
+            })
         }
-        M::Ret => match ins.code() {
-            Code::Retnw => Some(Uop::Ret { size: 2 }),
-            Code::Retnd => Some(Uop::Ret { size: 4 }),
-            Code::Retnq => Some(Uop::Ret { size: 8 }),
-            _ => None,
-        },
+        M::Ret => {
+            let size = match ins.code() {
+                Code::Retnw => 2,
+                Code::Retnd => 4,
+                Code::Retnq => 8,
+                _ => return None,
+            };
+            Some(Uop {
+                size,
+                ..Uop::new(by_size!(ret, size))
+            })
+        }
         _ => None,
+    }
+}
+
+/// Mask of an operand size known at compile time.
+#[inline(always)]
+const fn m_of<const SZ: u8>() -> u64 {
+    if SZ >= 8 {
+        u64::MAX
+    } else {
+        (1u64 << (SZ as u32 * 8)) - 1
     }
 }
 
@@ -573,19 +730,19 @@ impl Cpu {
     }
 
     #[inline(always)]
-    fn fread(&mut self, m: &Mem, size: u8) -> R<u64> {
+    fn fread(&mut self, m: &Mem, size: usize) -> R<u64> {
         let off = self.ea_of(m);
-        let a = self.lin(usize::from(m.seg), off, usize::from(size), false)?;
+        let a = self.lin(usize::from(m.seg), off, size, false)?;
         let u = self.user();
-        self.read_lin(a, usize::from(size), u)
+        self.read_lin(a, size, u)
     }
 
     #[inline(always)]
-    fn fwrite(&mut self, m: &Mem, size: u8, v: u64) -> R<()> {
+    fn fwrite(&mut self, m: &Mem, size: usize, v: u64) -> R<()> {
         let off = self.ea_of(m);
-        let a = self.lin(usize::from(m.seg), off, usize::from(size), true)?;
+        let a = self.lin(usize::from(m.seg), off, size, true)?;
         let u = self.user();
-        self.write_lin(a, usize::from(size), v, u)
+        self.write_lin(a, size, v, u)
     }
 
     #[inline(always)]
@@ -593,9 +750,16 @@ impl Cpu {
         self.s.gpr[usize::from(i & 15)]
     }
 
+    /// Write the low `SZ` bytes of a GPR with x86 semantics (32-bit writes zero-extend).
     #[inline(always)]
-    fn setg(&mut self, i: u8, size: u8, v: u64) {
-        self.set_gpr_sized(usize::from(i & 15), u32::from(size), v);
+    fn setg<const SZ: u8>(&mut self, i: u8, v: u64) {
+        let g = &mut self.s.gpr[usize::from(i & 15)];
+        *g = match SZ {
+            1 => (*g & !0xff) | (v & 0xff),
+            2 => (*g & !0xffff) | (v & 0xffff),
+            4 => v & 0xffff_ffff,
+            _ => v,
+        };
     }
 
     #[inline(always)]
@@ -607,44 +771,42 @@ impl Cpu {
     }
 }
 
-/// Compute an ALU operation on `size`-byte operands and record its flags as the generic
-/// `binop` does; returns the result (not written anywhere for CMP and TEST).
+/// Compute an ALU operation and record its flags exactly as the generic `binop` does;
+/// returns the result (not written anywhere for CMP and TEST).
 #[inline(always)]
-fn alu(c: &mut Cpu, op: Bin, size: u8, a: u64, b: u64) -> u64 {
-    let size = u32::from(size);
-    let m = mask(size);
-    let bits = size * 8;
+fn alu_do<const OP: u8, const SZ: u8>(c: &mut Cpu, a: u64, b: u64) -> u64 {
+    let m = m_of::<SZ>();
+    let bits = u32::from(SZ) * 8;
     let (a, b) = (a & m, b & m);
-    let (lop, r) = match op {
-        Bin::Cmp => {
+    let (lop, r) = match OP {
+        CMP => {
             let r = a.wrapping_sub(b) & m;
             c.lf.set(Op::Sub, bits, a, b, r);
             return r;
         }
-        Bin::Test => {
+        TEST => {
             let r = a & b;
             c.lf.set(Op::Logic, bits, a, b, r);
             return r;
         }
-        Bin::Add => (Op::Add, a.wrapping_add(b)),
-        Bin::Sub => (Op::Sub, a.wrapping_sub(b)),
-        Bin::And => (Op::Logic, a & b),
-        Bin::Or => (Op::Logic, a | b),
-        Bin::Xor => (Op::Logic, a ^ b),
-        Bin::Adc => {
+        ADC | SBB => {
             let cin = c.lf.cf();
-            let r = a.wrapping_add(b).wrapping_add(u64::from(cin)) & m;
+            let ci = u64::from(cin);
+            let (lop, r) = if OP == ADC {
+                (Op::Adc, a.wrapping_add(b).wrapping_add(ci))
+            } else {
+                (Op::Sbb, a.wrapping_sub(b).wrapping_sub(ci))
+            };
+            let r = r & m;
             c.lf.cin = cin;
-            c.lf.set(Op::Adc, bits, a, b, r);
+            c.lf.set(lop, bits, a, b, r);
             return r;
         }
-        Bin::Sbb => {
-            let cin = c.lf.cf();
-            let r = a.wrapping_sub(b).wrapping_sub(u64::from(cin)) & m;
-            c.lf.cin = cin;
-            c.lf.set(Op::Sbb, bits, a, b, r);
-            return r;
-        }
+        ADD => (Op::Add, a.wrapping_add(b)),
+        SUB => (Op::Sub, a.wrapping_sub(b)),
+        AND => (Op::Logic, a & b),
+        OR => (Op::Logic, a | b),
+        _ => (Op::Logic, a ^ b),
     };
     let r = r & m;
     c.lf.cin = false;
@@ -652,239 +814,161 @@ fn alu(c: &mut Cpu, op: Bin, size: u8, a: u64, b: u64) -> u64 {
     r
 }
 
-#[inline(always)]
-fn writes(op: Bin) -> bool {
-    !matches!(op, Bin::Cmp | Bin::Test)
+/// True for the operations that write their destination.
+const fn writes(op: u8) -> bool {
+    op != CMP && op != TEST
 }
 
-/// Execute a pre-decoded instruction (not [`Uop::Slow`]). On entry `c.s.rip` already
-/// points at the next instruction.
-#[inline(always)]
-pub(crate) fn exec(c: &mut Cpu, u: &Uop) -> R<()> {
-    match *u {
-        Uop::Slow | Uop::Nop => {}
-        Uop::AluRR { op, size, dst, src } => {
-            let b = c.g(src);
-            let a = c.g(dst);
-            let r = alu(c, op, size, a, b);
-            if writes(op) {
-                c.setg(dst, size, r);
-            }
-        }
-        Uop::AluRI { op, size, dst, imm } => {
-            let a = c.g(dst);
-            let r = alu(c, op, size, a, imm);
-            if writes(op) {
-                c.setg(dst, size, r);
-            }
-        }
-        Uop::AluRM { op, size, dst, m } => {
-            let b = c.fread(&m, size)?;
-            let a = c.g(dst);
-            let r = alu(c, op, size, a, b);
-            if writes(op) {
-                c.setg(dst, size, r);
-            }
-        }
-        Uop::AluMR { op, size, m, src } => {
-            let b = c.g(src);
-            alu_mem(c, op, size, &m, b)?;
-        }
-        Uop::AluMI { op, size, m, imm } => alu_mem(c, op, size, &m, imm)?,
-        Uop::MovRR { size, dst, src } => {
-            let v = c.g(src);
-            c.setg(dst, size, v);
-        }
-        Uop::MovRI { size, dst, imm } => c.setg(dst, size, imm),
-        Uop::MovRM { size, dst, m } => {
-            let v = c.fread(&m, size)?;
-            c.setg(dst, size, v);
-        }
-        Uop::MovMR { size, m, src } => {
-            let v = c.g(src);
-            c.fwrite(&m, size, v)?;
-        }
-        Uop::MovMI { size, m, imm } => c.fwrite(&m, size, imm)?,
-        Uop::ExtRR {
-            signed,
-            dsize,
-            ssize,
-            dst,
-            src,
-        } => {
-            let v = c.g(src) & mask(u32::from(ssize));
-            ext_set(c, signed, dsize, ssize, dst, v);
-        }
-        Uop::ExtRM {
-            signed,
-            dsize,
-            ssize,
-            dst,
-            m,
-        } => {
-            let v = c.fread(&m, ssize)?;
-            ext_set(c, signed, dsize, ssize, dst, v);
-        }
-        Uop::Lea { size, dst, m } => {
-            let a = c.ea_of(&m) & mask(u32::from(size));
-            c.setg(dst, size, a);
-        }
-        Uop::IncDec { inc, size, dst } => {
-            let s = u32::from(size);
-            let m = mask(s);
-            let cf = c.lf.cf();
-            let a = c.g(dst) & m;
-            let r = if inc {
-                a.wrapping_add(1)
-            } else {
-                a.wrapping_sub(1)
-            } & m;
-            c.setg(dst, size, r);
-            c.lf.cin = cf;
-            c.lf.set(if inc { Op::Inc } else { Op::Dec }, s * 8, a, 1, r);
-        }
-        Uop::ShiftRI {
-            kind,
-            size,
-            dst,
-            cnt,
-        } => shift_ri(c, kind, size, dst, u32::from(cnt)),
-        Uop::CmovRR { cc, size, dst, src } => {
-            let v = c.g(src);
-            cmov_set(c, cc, size, dst, v);
-        }
-        Uop::CmovRM { cc, size, dst, m } => {
-            let v = c.fread(&m, size)?;
-            cmov_set(c, cc, size, dst, v);
-        }
-        Uop::SetR { cc, dst } => {
-            let v = u64::from(c.lf.cond(cc));
-            c.setg(dst, 1, v);
-        }
-        Uop::PushR { size, src } => {
-            let v = c.g(src) & mask(u32::from(size));
-            c.push(u32::from(size), v)?;
-        }
-        Uop::PushI { size, imm } => c.push(u32::from(size), imm)?,
-        Uop::PopR { size, dst } => {
-            let v = c.pop(u32::from(size))?;
-            c.setg(dst, size, v);
-        }
-        Uop::Jcc { cc, target, tmask } => {
-            if c.lf.cond(cc) {
-                let t = target.wrapping_add(c.delta) & tmask;
-                c.s.rip = c.canon(t)?;
-            }
-        }
-        Uop::Jmp { target, tmask } => {
-            let t = target.wrapping_add(c.delta) & tmask;
-            c.s.rip = c.canon(t)?;
-        }
-        Uop::JmpR { size, src } => {
-            let t = c.g(src) & mask(u32::from(size));
-            c.s.rip = c.canon(t)?;
-        }
-        Uop::Call {
-            size,
-            target,
-            tmask,
-        } => {
-            let t = target.wrapping_add(c.delta) & tmask;
-            let t = c.canon(t)?;
-            let ret = c.next_rip;
-            c.push(u32::from(size), ret)?;
-            c.s.rip = t;
-        }
-        Uop::CallR { size, src } => {
-            let t = c.g(src) & mask(u32::from(size));
-            let t = c.canon(t)?;
-            let ret = c.next_rip;
-            c.push(u32::from(size), ret)?;
-            c.s.rip = t;
-        }
-        Uop::Ret { size } => {
-            let s = u32::from(size);
-            let t = c.peek(s, 0)?;
-            let t = c.canon(t)?;
-            let m = Cpu::mask_for(c.stack_size());
-            let sp = c.s.gpr[4];
-            c.s.gpr[4] = (sp & !m) | (sp.wrapping_add(u64::from(s)) & m);
-            c.s.rip = t;
-        }
+fn nop(_: &mut Cpu, _: &Uop) -> R<()> {
+    Ok(())
+}
+
+fn alu_rr<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let b = c.g(u.s);
+    let a = c.g(u.d);
+    let r = alu_do::<OP, SZ>(c, a, b);
+    if writes(OP) {
+        c.setg::<SZ>(u.d, r);
     }
     Ok(())
 }
 
-/// `op [mem], b`: read-only for CMP/TEST, else read-modify-write (checked for a write
-/// first, as the generic path does).
+fn alu_ri<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let a = c.g(u.d);
+    let r = alu_do::<OP, SZ>(c, a, u.imm);
+    if writes(OP) {
+        c.setg::<SZ>(u.d, r);
+    }
+    Ok(())
+}
+
+fn alu_rm<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let b = c.fread(&u.m, usize::from(SZ))?;
+    let a = c.g(u.d);
+    let r = alu_do::<OP, SZ>(c, a, b);
+    if writes(OP) {
+        c.setg::<SZ>(u.d, r);
+    }
+    Ok(())
+}
+
+fn alu_mr<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let b = c.g(u.s);
+    alu_mem::<OP, SZ>(c, &u.m, b)
+}
+
+fn alu_mi<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    alu_mem::<OP, SZ>(c, &u.m, u.imm)
+}
+
+/// `op [mem], b`: read-only for CMP/TEST, else read-modify-write (the address is checked
+/// for a write first, as the generic path does).
 #[inline(always)]
-fn alu_mem(c: &mut Cpu, op: Bin, size: u8, m: &Mem, b: u64) -> R<()> {
+fn alu_mem<const OP: u8, const SZ: u8>(c: &mut Cpu, m: &Mem, b: u64) -> R<()> {
     let off = c.ea_of(m);
-    let n = usize::from(size);
-    let u = c.user();
-    if writes(op) {
-        let a = c.lin(usize::from(m.seg), off, n, true)?;
-        let old = c.read_lin(a, n, u)?;
-        let r = alu_value(c, op, size, old, b);
-        c.write_lin(a, n, r, u)?;
-        // Flags only once the write succeeded: a faulting instruction changes nothing.
-        alu(c, op, size, old, b);
+    let n = usize::from(SZ);
+    let user = c.user();
+    let a = c.lin(usize::from(m.seg), off, n, writes(OP))?;
+    let old = c.read_lin(a, n, user)?;
+    if writes(OP) {
+        // Compute on a copy of the flags: a faulting write must leave them unchanged.
+        let saved = c.lf;
+        let r = alu_do::<OP, SZ>(c, old, b);
+        if let Err(e) = c.write_lin(a, n, r, user) {
+            c.lf = saved;
+            return Err(e);
+        }
     } else {
-        let a = c.lin(usize::from(m.seg), off, n, false)?;
-        let old = c.read_lin(a, n, u)?;
-        alu(c, op, size, old, b);
+        alu_do::<OP, SZ>(c, old, b);
     }
     Ok(())
 }
 
-/// The result `alu` would compute, without touching the flags.
-#[inline(always)]
-fn alu_value(c: &Cpu, op: Bin, size: u8, a: u64, b: u64) -> u64 {
-    let m = mask(u32::from(size));
-    let r = match op {
-        Bin::Add => a.wrapping_add(b),
-        Bin::Sub | Bin::Cmp => a.wrapping_sub(b),
-        Bin::And | Bin::Test => a & b,
-        Bin::Or => a | b,
-        Bin::Xor => a ^ b,
-        Bin::Adc => a.wrapping_add(b).wrapping_add(u64::from(c.lf.cf())),
-        Bin::Sbb => a.wrapping_sub(b).wrapping_sub(u64::from(c.lf.cf())),
-    };
-    r & m
+fn mov_rr<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let v = c.g(u.s);
+    c.setg::<SZ>(u.d, v);
+    Ok(())
 }
 
+fn mov_ri<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    c.setg::<SZ>(u.d, u.imm);
+    Ok(())
+}
+
+fn mov_rm<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let v = c.fread(&u.m, usize::from(SZ))?;
+    c.setg::<SZ>(u.d, v);
+    Ok(())
+}
+
+fn mov_mr<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let v = c.g(u.s);
+    c.fwrite(&u.m, usize::from(SZ), v)
+}
+
+fn mov_mi<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    c.fwrite(&u.m, usize::from(SZ), u.imm)
+}
+
+/// MOVZX/MOVSX/MOVSXD: destination size in `size`, source size in `cc`.
 #[inline(always)]
-fn ext_set(c: &mut Cpu, signed: bool, dsize: u8, ssize: u8, dst: u8, v: u64) {
-    let v = if signed {
-        sext(v, u32::from(ssize)) & mask(u32::from(dsize))
+fn ext_set<const SIGNED: bool>(c: &mut Cpu, u: &Uop, v: u64) {
+    let v = if SIGNED {
+        sext(v, u32::from(u.cc)) & mask(u32::from(u.size))
     } else {
         v
     };
-    c.setg(dst, dsize, v);
+    c.set_gpr_sized(usize::from(u.d & 15), u32::from(u.size), v);
 }
 
-#[inline(always)]
-fn cmov_set(c: &mut Cpu, cc: u8, size: u8, dst: u8, v: u64) {
-    if c.lf.cond(cc) {
-        c.setg(dst, size, v);
-    } else if size == 4 {
-        // A 32-bit CMOV zero-extends the destination even when not taken.
-        let cur = c.g(dst);
-        c.setg(dst, 4, cur);
-    }
+fn ext_rr<const SIGNED: bool>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let v = c.g(u.s) & mask(u32::from(u.cc));
+    ext_set::<SIGNED>(c, u, v);
+    Ok(())
 }
 
-/// SHL/SHR/SAR by a non-zero immediate count: every arithmetic flag is defined by the
-/// result (as the generic `shift` computes them), so no old flag is needed.
-#[inline(always)]
-fn shift_ri(c: &mut Cpu, kind: u8, size: u8, dst: u8, cnt: u32) {
-    use crate::flags::fl;
-    let s = u32::from(size);
-    let bits = s * 8;
-    let m = mask(s);
-    let a = c.g(dst) & m;
+fn ext_rm<const SIGNED: bool>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let v = c.fread(&u.m, usize::from(u.cc))?;
+    ext_set::<SIGNED>(c, u, v);
+    Ok(())
+}
+
+fn lea<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let a = c.ea_of(&u.m);
+    c.setg::<SZ>(u.d, a);
+    Ok(())
+}
+
+fn incdec<const INC: bool, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let m = m_of::<SZ>();
+    let cf = c.lf.cf();
+    let a = c.g(u.d) & m;
+    let r = if INC {
+        a.wrapping_add(1)
+    } else {
+        a.wrapping_sub(1)
+    } & m;
+    c.setg::<SZ>(u.d, r);
+    c.lf.cin = cf;
+    c.lf.set(
+        if INC { Op::Inc } else { Op::Dec },
+        u32::from(SZ) * 8,
+        a,
+        1,
+        r,
+    );
+    Ok(())
+}
+
+/// SHL/SHR/SAR by a non-zero immediate count: every arithmetic flag is then defined by
+/// the operation (as the generic `shift` computes them), so no old flag is needed.
+fn shift_ri<const KIND: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let bits = u32::from(SZ) * 8;
+    let m = m_of::<SZ>();
+    let cnt = u.imm as u32;
+    let a = c.g(u.d) & m;
     let msb = |v: u64| v >> (bits - 1) & 1 != 0;
-    let (r, cf, of) = match kind {
+    let (r, cf, of) = match KIND {
         0 => {
             let r = if cnt >= 64 { 0 } else { (a << cnt) & m };
             let cf = cnt <= bits && (a >> (bits - cnt)) & 1 != 0;
@@ -896,7 +980,7 @@ fn shift_ri(c: &mut Cpu, kind: u8, size: u8, dst: u8, cnt: u32) {
             (r, cf, msb(a))
         }
         _ => {
-            let sa = sext(a, s) as i64;
+            let sa = sext(a, u32::from(SZ)) as i64;
             let r = (sa >> cnt.min(63)) as u64 & m;
             let cf = (sa >> (cnt - 1).min(63)) & 1 != 0;
             (r, cf, false)
@@ -909,8 +993,104 @@ fn shift_ri(c: &mut Cpu, kind: u8, size: u8, dst: u8, cnt: u32) {
     if of {
         f |= fl::OF;
     }
-    c.setg(dst, size, r);
+    c.setg::<SZ>(u.d, r);
     c.lf.set_explicit(f);
+    Ok(())
+}
+
+#[inline(always)]
+fn cmov_set<const SZ: u8>(c: &mut Cpu, u: &Uop, v: u64) {
+    if c.lf.cond(u.cc) {
+        c.setg::<SZ>(u.d, v);
+    } else if SZ == 4 {
+        // A 32-bit CMOV zero-extends the destination even when not taken.
+        let cur = c.g(u.d);
+        c.setg::<4>(u.d, cur);
+    }
+}
+
+fn cmov_rr<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let v = c.g(u.s);
+    cmov_set::<SZ>(c, u, v);
+    Ok(())
+}
+
+fn cmov_rm<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let v = c.fread(&u.m, usize::from(SZ))?;
+    cmov_set::<SZ>(c, u, v);
+    Ok(())
+}
+
+fn setcc(c: &mut Cpu, u: &Uop) -> R<()> {
+    let v = u64::from(c.lf.cond(u.cc));
+    c.setg::<1>(u.d, v);
+    Ok(())
+}
+
+fn push_r<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let v = c.g(u.s) & m_of::<SZ>();
+    c.push(u32::from(SZ), v)
+}
+
+fn push_i<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    c.push(u32::from(SZ), u.imm)
+}
+
+fn pop_r<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let v = c.pop(u32::from(SZ))?;
+    c.setg::<SZ>(u.d, v);
+    Ok(())
+}
+
+fn jcc<const CC: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    if c.lf.cond(CC) {
+        let t = u.imm.wrapping_add(c.delta) & u.tmask;
+        c.s.rip = c.canon(t)?;
+    }
+    Ok(())
+}
+
+fn jmp(c: &mut Cpu, u: &Uop) -> R<()> {
+    let t = u.imm.wrapping_add(c.delta) & u.tmask;
+    c.s.rip = c.canon(t)?;
+    Ok(())
+}
+
+fn jmp_r(c: &mut Cpu, u: &Uop) -> R<()> {
+    let t = c.g(u.s) & u.tmask;
+    c.s.rip = c.canon(t)?;
+    Ok(())
+}
+
+fn call<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let t = u.imm.wrapping_add(c.delta) & u.tmask;
+    let t = c.canon(t)?;
+    // On entry RIP already holds the return address.
+    let ret = c.s.rip;
+    c.push(u32::from(SZ), ret)?;
+    c.s.rip = t;
+    Ok(())
+}
+
+fn call_r<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let t = c.g(u.s) & u.tmask;
+    let t = c.canon(t)?;
+    // On entry RIP already holds the return address.
+    let ret = c.s.rip;
+    c.push(u32::from(SZ), ret)?;
+    c.s.rip = t;
+    Ok(())
+}
+
+fn ret<const SZ: u8>(c: &mut Cpu, _: &Uop) -> R<()> {
+    let s = u32::from(SZ);
+    let t = c.peek(s, 0)?;
+    let t = c.canon(t)?;
+    let m = Cpu::mask_for(c.stack_size());
+    let sp = c.s.gpr[4];
+    c.s.gpr[4] = (sp & !m) | (sp.wrapping_add(u64::from(s)) & m);
+    c.s.rip = t;
+    Ok(())
 }
 
 #[cfg(test)]
