@@ -1,6 +1,8 @@
 //! `cargo xtask <task>`: project tasks, dispatched on the first argument.
 
 mod bench_display;
+mod bench_boot;
+mod bench_cpu;
 mod bench_exits;
 mod bench_media;
 mod bench_vboxsf;
@@ -14,6 +16,8 @@ fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("kit") => kit::run(rest),
         Some("bench-exits") => bench_exits::run(rest),
+        Some("bench-boot") => bench_boot::run(rest),
+        Some("bench-cpu") => bench_cpu::run(rest),
         Some("bench-display") => bench_display::run(rest),
         Some("bench-media") => bench_media::run_bench(rest),
         Some("bench-vboxsf") => bench_vboxsf::run(rest),
