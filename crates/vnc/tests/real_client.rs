@@ -3,73 +3,14 @@
 //! (PyPI), whose picture must equal the server's pixel for pixel. Loud skip without
 //! vncdotool (`pip install vncdotool`).
 
+mod common;
+
+use common::{full, server, text_screen, H, W};
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 use vnc::client::{Connection, Message};
 use vnc::proto::encoding;
-use vnc::{Rect, Screen, ServerConfig};
-
-struct NoInput;
-impl vnc::Input for NoInput {
-    fn key(&self, _: u16, _: bool) {}
-    fn pointer(&self, _: u32, _: u32, _: u8, _: u32, _: u32) {}
-}
-
-const W: u32 = 720;
-const H: u32 = 400;
-
-/// An 80x25 text screen in 9x16 cells: line `n` of a log, glyph-like strokes in grey.
-fn text_screen(first_line: u32) -> Vec<u32> {
-    (0..W * H)
-        .map(|i| {
-            let (x, y) = (i % W, i / W);
-            let line = y / 16 + first_line;
-            let col = x / 9;
-            let ch = (line * 31 + col * 7) % 53;
-            let (gx, gy) = (x % 9, y % 16);
-            let on = col < 20 + (line * 17) % 50
-                && gy > 2
-                && gy < 14
-                && gx < 8
-                && (ch >> (gx % 6)) & 1 != 0
-                && !(gy + ch).is_multiple_of(3);
-            if on {
-                0xaaaaaa
-            } else if line.is_multiple_of(9) {
-                0x0000aa
-            } else {
-                0
-            }
-        })
-        .collect()
-}
-
-fn full() -> Rect {
-    Rect {
-        x: 0,
-        y: 0,
-        w: W,
-        h: H,
-    }
-}
-
-fn server() -> (Arc<Screen>, vnc::Server) {
-    let screen = Screen::new();
-    screen.update(W, H, &text_screen(0), &[]);
-    let server = vnc::start(
-        ServerConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            password: None,
-            name: "test".into(),
-        },
-        screen.clone(),
-        Arc::new(NoInput),
-    )
-    .unwrap();
-    (screen, server)
-}
 
 /// Read updates until the client's picture equals `want`; the encodings seen and bytes.
 fn until_equal(c: &mut Connection, want: &[u32]) -> Vec<i32> {

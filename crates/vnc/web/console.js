@@ -1,6 +1,6 @@
 // novabox browser console: a small RFB 3.8 client over a WebSocket to the page's own
-// server. Raw encoding in a 32-bit RGBX pixel format (straight into ImageData), the
-// rich-cursor pseudo-encoding (the guest's pointer shape becomes the CSS cursor), the
+// server. Raw encoding in a 32-bit RGBX pixel format (straight into ImageData), CopyRect
+// (scrolls), the rich-cursor pseudo-encoding (the guest's pointer shape becomes the CSS cursor), the
 // desktop-size pseudo-encodings, and QEMU extended key events (scan codes from
 // KeyboardEvent.code, so the guest's own keyboard layout applies).
 "use strict";
@@ -129,7 +129,7 @@ class Rfb {
         document.title = new TextDecoder().decode(b.subarray(24, 24 + nameLen)) + " — console";
         // 32 bpp, depth 24, little-endian, true colour, R at bit 0: bytes R,G,B,X.
         this.send([0, 0, 0, 0, 32, 24, 0, 1, 0, 255, 0, 255, 0, 255, 0, 8, 16, 0, 0, 0]);
-        const encs = [0, -223, -239, -258, -308];
+        const encs = [0, 1, -223, -239, -258, -308];
         const m = [2, 0, 0, encs.length];
         for (const e of encs) m.push((e >>> 24) & 255, (e >>> 16) & 255, (e >>> 8) & 255, e & 255);
         this.send(m);
@@ -176,6 +176,7 @@ class Rfb {
           at += 12;
           let len = 0;
           if (r.enc === 0) len = r.w * r.h * 4;
+          else if (r.enc === 1) len = 4;
           else if (r.enc === -239) len = r.w * r.h * 4 + Math.ceil(r.w / 8) * r.h;
           else if (r.enc === -308) {
             if (b.length < at + 4) return 0;
@@ -217,6 +218,20 @@ class Rfb {
       }
       ctx.putImageData(this.image, 0, 0, r.x, r.y, r.w, r.h);
       document.body.dataset.updates = String((Number(document.body.dataset.updates) || 0) + 1);
+    } else if (r.enc === 1) {
+      // CopyRect (a scroll): rows move within the picture; copy in the order that does
+      // not overwrite rows still to be read.
+      const img = this.image.data;
+      const sx = (b[r.at] << 8) | b[r.at + 1], sy = (b[r.at + 2] << 8) | b[r.at + 3];
+      const rowBytes = r.w * 4;
+      const ys = [...Array(r.h).keys()];
+      if (sy < r.y) ys.reverse();
+      for (const y of ys) {
+        const src = ((sy + y) * this.width + sx) * 4;
+        img.copyWithin(((r.y + y) * this.width + r.x) * 4, src, src + rowBytes);
+      }
+      ctx.putImageData(this.image, 0, 0, r.x, r.y, r.w, r.h);
+      document.body.dataset.copies = String((Number(document.body.dataset.copies) || 0) + 1);
     } else if (r.enc === -223 || r.enc === -308) {
       this.extSize = this.extSize || r.enc === -308;
       if (r.enc === -223 || r.x === 0 || (r.x === 1 && r.y === 0)) this.resize(r.w, r.h);
