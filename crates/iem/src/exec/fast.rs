@@ -487,18 +487,47 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
                 ..Uop::new(f)
             })
         }
-        M::Shl | M::Sal | M::Shr | M::Sar
-            if k0 == OpKind::Register && ins.op_count() == 2 && is_imm(k1) =>
+        M::Shl | M::Sal | M::Shr | M::Sar | M::Rol | M::Ror
+            if k0 == OpKind::Register && ins.op_count() == 2 =>
         {
             let (d, size) = greg(ins.op0_register())?;
+            let kind = match mn {
+                M::Shr => 1,
+                M::Sar => 2,
+                M::Rol => 3,
+                M::Ror => 4,
+                _ => 0,
+            };
+            if k1 == OpKind::Register {
+                if ins.op1_register() != Register::CL {
+                    return None;
+                }
+                let f = match kind {
+                    1 => by_size!(shift_rc, size, 1),
+                    2 => by_size!(shift_rc, size, 2),
+                    3 => by_size!(shift_rc, size, 3),
+                    4 => by_size!(shift_rc, size, 4),
+                    _ => by_size!(shift_rc, size, 0),
+                };
+                return Some(Uop {
+                    d,
+                    size,
+                    ..Uop::new(f)
+                });
+            }
+            if !is_imm(k1) {
+                return None;
+            }
             let raw = ins.immediate(1) & 0xff;
             let cnt = raw & if size == 8 { 0x3f } else { 0x1f };
             if cnt == 0 {
                 return None;
             }
-            let f = match mn {
-                M::Shr => by_size!(shift_ri, size, 1),
-                M::Sar => by_size!(shift_ri, size, 2),
+            let f = match kind {
+                1 => by_size!(shift_ri, size, 1),
+                2 => by_size!(shift_ri, size, 2),
+                3 => by_size!(shift_ri, size, 3),
+                4 => by_size!(shift_ri, size, 4),
                 _ => by_size!(shift_ri, size, 0),
             };
             Some(Uop {
@@ -507,6 +536,51 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
                 size,
                 ..Uop::new(f)
             })
+        }
+        M::Not | M::Neg if k0 == OpKind::Register => {
+            let (d, size) = greg(ins.op0_register())?;
+            let f = if mn == M::Not {
+                by_size!(not_r, size)
+            } else {
+                by_size!(neg_r, size)
+            };
+            Some(Uop {
+                d,
+                size,
+                ..Uop::new(f)
+            })
+        }
+        M::Imul if ins.op_count() >= 2 && k0 == OpKind::Register => {
+            let (d, size) = greg(ins.op0_register())?;
+            if size == 1 {
+                return None;
+            }
+            // Two-operand form: d = d * src; three-operand form: d = src * imm.
+            let (src_kind, imm) = if ins.op_count() == 3 {
+                (k1, Some(ins.immediate(2) & mask(u32::from(size))))
+            } else {
+                (k1, None)
+            };
+            let mut u = Uop {
+                d,
+                size,
+                imm: imm.unwrap_or(0),
+                cc: u8::from(imm.is_some()),
+                ..Uop::SLOW
+            };
+            match src_kind {
+                OpKind::Register => {
+                    let (sr, _) = greg(ins.op1_register())?;
+                    u.s = sr;
+                    u.f = Some(by_size!(imul_r, size));
+                }
+                OpKind::Memory => {
+                    u.m = mem_recipe(ins, bits)?;
+                    u.f = Some(by_size!(imul_m, size));
+                }
+                _ => return None,
+            }
+            Some(u)
         }
         M::Cmovo
         | M::Cmovno
@@ -960,14 +1034,41 @@ fn incdec<const INC: bool, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     Ok(())
 }
 
-/// SHL/SHR/SAR by a non-zero immediate count: every arithmetic flag is then defined by
-/// the operation (as the generic `shift` computes them), so no old flag is needed.
-fn shift_ri<const KIND: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+/// Shift or rotate GPR `d` by a non-zero masked count, with the generic `shift`'s
+/// flags: SHL/SHR/SAR define every arithmetic flag (AF cleared); ROL/ROR set CF and OF
+/// and keep the others.
+#[inline(always)]
+fn shift_do<const KIND: u8, const SZ: u8>(c: &mut Cpu, d: u8, cnt: u32) {
     let bits = u32::from(SZ) * 8;
     let m = m_of::<SZ>();
-    let cnt = u.imm as u32;
-    let a = c.g(u.d) & m;
+    let a = c.g(d) & m;
     let msb = |v: u64| v >> (bits - 1) & 1 != 0;
+    if KIND >= 3 {
+        let k = cnt % bits;
+        let r = if k == 0 {
+            a
+        } else if KIND == 3 {
+            ((a << k) | (a >> (bits - k))) & m
+        } else {
+            ((a >> k) | (a << (bits - k))) & m
+        };
+        let (cf, of) = if KIND == 3 {
+            let cf = r & 1 != 0;
+            (cf, msb(r) ^ cf)
+        } else {
+            (msb(r), msb(r) ^ msb(r << 1))
+        };
+        let mut f = c.rflags() & fl::ARITH & !(fl::CF | fl::OF);
+        if cf {
+            f |= fl::CF;
+        }
+        if of {
+            f |= fl::OF;
+        }
+        c.setg::<SZ>(d, r);
+        c.lf.set_explicit(f);
+        return;
+    }
     let (r, cf, of) = match KIND {
         0 => {
             let r = if cnt >= 64 { 0 } else { (a << cnt) & m };
@@ -993,8 +1094,83 @@ fn shift_ri<const KIND: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     if of {
         f |= fl::OF;
     }
-    c.setg::<SZ>(u.d, r);
+    c.setg::<SZ>(d, r);
     c.lf.set_explicit(f);
+}
+
+/// Shift or rotate by an immediate (non-zero after masking).
+fn shift_ri<const KIND: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    shift_do::<KIND, SZ>(c, u.d, u.imm as u32);
+    Ok(())
+}
+
+/// Shift or rotate by CL: a zero count changes no flag, but a 32-bit register is still
+/// written (its upper half cleared), as hardware does.
+fn shift_rc<const KIND: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let cnt = (c.s.gpr[1] & if SZ == 8 { 0x3f } else { 0x1f }) as u32;
+    if cnt == 0 {
+        if SZ == 4 {
+            let v = c.g(u.d);
+            c.setg::<4>(u.d, v);
+        }
+        return Ok(());
+    }
+    shift_do::<KIND, SZ>(c, u.d, cnt);
+    Ok(())
+}
+
+fn not_r<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let v = !c.g(u.d) & m_of::<SZ>();
+    c.setg::<SZ>(u.d, v);
+    Ok(())
+}
+
+fn neg_r<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let m = m_of::<SZ>();
+    let a = c.g(u.d) & m;
+    let r = 0u64.wrapping_sub(a) & m;
+    c.setg::<SZ>(u.d, r);
+    c.lf.set(Op::Sub, u32::from(SZ) * 8, 0, a, r);
+    Ok(())
+}
+
+/// Signed multiply truncated to `SZ` bytes with the generic `mul`'s flags (CF = OF =
+/// the product does not fit; ZF/SF/PF from the result).
+#[inline(always)]
+fn imul_do<const SZ: u8>(c: &mut Cpu, d: u8, x: u64, y: u64) {
+    let s = u32::from(SZ);
+    let p = i128::from(sext(x, s) as i64) * i128::from(sext(y, s) as i64);
+    let r = p as u64 & m_of::<SZ>();
+    let ovf = i128::from(sext(r, s) as i64) != p;
+    c.setg::<SZ>(d, r);
+    let mut f = szp(s * 8, r);
+    if ovf {
+        f |= fl::CF | fl::OF;
+    }
+    c.lf.set_explicit(f);
+}
+
+/// IMUL r, r/m (`cc` = 0) or IMUL r, r/m, imm (`cc` = 1) with a register source.
+fn imul_r<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let src = c.g(u.s);
+    let (x, y) = if u.cc != 0 {
+        (src, u.imm)
+    } else {
+        (c.g(u.d), src)
+    };
+    imul_do::<SZ>(c, u.d, x, y);
+    Ok(())
+}
+
+/// IMUL r, m or IMUL r, m, imm.
+fn imul_m<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let src = c.fread(&u.m, usize::from(SZ))?;
+    let (x, y) = if u.cc != 0 {
+        (src, u.imm)
+    } else {
+        (c.g(u.d), src)
+    };
+    imul_do::<SZ>(c, u.d, x, y);
     Ok(())
 }
 

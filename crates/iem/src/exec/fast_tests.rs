@@ -213,6 +213,29 @@ const SNIPPETS: &str = "
     sar rax, 5
     sar ecx, 31
     sar dl, 7
+    shl rax, cl
+    shl ebx, cl
+    shr dx, cl
+    sar r9b, cl
+    rol eax, 7
+    rol rbx, cl
+    ror cx, 3
+    ror r10d, cl
+    rol al, 1
+    ror rdx, 63
+    not rax
+    not ecx
+    not bl
+    neg rdx
+    neg eax
+    neg r9w
+    imul rax, rbx
+    imul ecx, edx
+    imul si, di
+    imul eax, ebx, 1000
+    imul rdx, rcx, -7
+    imul r9, [r8 + 8]
+    imul ecx, [r8 + 16], 0x12345
     cmovb rax, rbx
     cmovge ecx, edx
     cmovne eax, [r8 + 4]
