@@ -1,5 +1,6 @@
-//! Keys typed by a VNC client reach a guest program, and misbehaving clients are dropped
-//! while the VM keeps running.
+//! Keys typed by a VNC client and by keyboardputstring reach a guest program, misbehaving
+//! clients are dropped while the VM keeps running, and without the Guest Additions the VNC
+//! pointer reaches the guest as PS/2 motion.
 //!
 //! The guest is a tiny long-mode program that polls the i8042 and copies every byte it
 //! reads from port 0x60 to COM1 (captured). The keyboard runs in scan code set 2 with the
@@ -110,6 +111,7 @@ fn display_input_keys_reach_guest_and_bad_clients_are_dropped() {
     let slot = cfg.display.handle.clone();
     let mut m = Machine::build(cfg).expect("build");
     let addr = slot.lock().as_ref().unwrap().vnc_addr().unwrap();
+    let handle = slot.lock().clone().unwrap();
     let stop = m.stop_handle();
     let c = com1.clone();
     let checks = std::thread::spawn(move || {
@@ -220,6 +222,113 @@ fn display_input_keys_reach_guest_and_bad_clients_are_dropped() {
         out.push((
             "the VM keeps running: '1' arrives afterwards",
             wait_bytes(&c, &[0x16, 0xf0, 0x16], Duration::from_secs(20)),
+        ));
+        // 5. keyboardputstring (the control request's handle call) types through the same
+        // keyboard: "qz" as set-2 15 F0 15 1A F0 1A.
+        out.push((
+            "keyboardputstring has a key for every character",
+            handle.put_string("qz").is_empty(),
+        ));
+        out.push((
+            "keyboardputstring 'qz' arrives",
+            wait_bytes(
+                &c,
+                &[0x15, 0xf0, 0x15, 0x1a, 0xf0, 0x1a],
+                Duration::from_secs(20),
+            ),
+        ));
+        stop.power_off();
+        out
+    });
+    let _ = m.run().expect("run");
+    if kvm {
+        eprintln!("KVM-TEST-RAN {test}");
+    }
+    let results = checks.join().unwrap();
+    for (what, ok) in &results {
+        eprintln!("{test}: {what}: {}", if *ok { "ok" } else { "FAILED" });
+    }
+    assert!(
+        results.iter().all(|(_, ok)| *ok),
+        "{results:?}\nCOM1: {:02x?}",
+        com1.bytes()
+    );
+}
+
+/// Enable the PS/2 mouse (aux port on, data reporting on) and echo every byte the i8042
+/// delivers to COM1.
+const ECHO_MOUSE: &str = r"
+    mov al, 0xa8
+    out 0x64, al
+    mov al, 0xd4
+    out 0x64, al
+    mov al, 0xf4
+    out 0x60, al
+poll:
+    in al, 0x64
+    test al, 1
+    jz poll
+    in al, 0x60
+    mov dx, 0x3f8
+    out dx, al
+    jmp poll
+";
+
+fn pointer(s: &mut TcpStream, x: u16, y: u16, buttons: u8) {
+    let mut m = vec![5, buttons];
+    m.extend_from_slice(&x.to_be_bytes());
+    m.extend_from_slice(&y.to_be_bytes());
+    s.write_all(&m).unwrap();
+}
+
+/// Without the Guest Additions a VNC pointer move arrives as relative PS/2 motion: the
+/// guest's mouse acknowledges "enable reporting" (FA), then a move from (100, 100) to
+/// (110, 95) is one packet with dx +10 and dy +5 (PS/2 counts up as positive), and a left
+/// click is a packet with bit 0 set.
+#[test]
+fn display_input_pointer_without_additions_is_ps2_motion() {
+    let test = "display_input_pointer_without_additions_is_ps2_motion";
+    let kvm = common::kvm_usable(test);
+    let com1 = Capture::default();
+    let mut cfg = MachineConfig::new(Boot::Raw {
+        image: Guest::new(ECHO_MOUSE).image(),
+        load_addr: 0,
+        state: Box::new(long_mode_state()),
+    });
+    cfg.memory_mib = 32;
+    cfg.engine = if kvm {
+        EngineChoice::Kvm
+    } else {
+        EngineChoice::Interpreter
+    };
+    cfg.console = Console::Writer(Box::new(com1.clone()));
+    cfg.display.controller = Some(Controller::VBoxVga);
+    cfg.display.vnc = Some(VncConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        password: None,
+    });
+    let slot = cfg.display.handle.clone();
+    let mut m = Machine::build(cfg).expect("build");
+    let addr = slot.lock().as_ref().unwrap().vnc_addr().unwrap();
+    let stop = m.stop_handle();
+    let c = com1.clone();
+    let checks = std::thread::spawn(move || {
+        let mut out: Vec<(&str, bool)> = Vec::new();
+        out.push((
+            "the mouse acknowledges enable-reporting",
+            wait_bytes(&c, &[0xfa], Duration::from_secs(20)),
+        ));
+        let mut s = handshake(addr);
+        pointer(&mut s, 100, 100, 0);
+        pointer(&mut s, 110, 95, 0);
+        out.push((
+            "move (+10, -5 on screen) arrives as packet 08 0A 05",
+            wait_bytes(&c, &[0x08, 0x0a, 0x05], Duration::from_secs(20)),
+        ));
+        pointer(&mut s, 110, 95, 1);
+        out.push((
+            "left button arrives as packet 09 00 00",
+            wait_bytes(&c, &[0x09, 0x00, 0x00], Duration::from_secs(20)),
         ));
         stop.power_off();
         out
