@@ -384,6 +384,29 @@ impl Cpu {
     /// Read `size` (1..=8) bytes at a linear address.
     #[inline]
     pub(crate) fn read_lin(&mut self, lin: u64, size: usize, user: bool) -> R<u64> {
+        let off = lin & 0xfff;
+        let vpn = lin >> 12;
+        let need = 1u8 << if user { OK_USER_SHIFT } else { 0 };
+        let e = &self.tlb.e[(vpn as usize) % TLB_N];
+        if off as usize + size <= 4096 && e.tag == vpn && e.ok & need != 0 && e.rd != MMIO {
+            // The hot path: a TLB hit on RAM within one page, copied with a fixed size.
+            let o = e.rd + off;
+            let mut b = [0u8; 8];
+            let r = match size {
+                1 => self.mem.backing_read(o, &mut b[..1]),
+                2 => self.mem.backing_read(o, &mut b[..2]),
+                4 => self.mem.backing_read(o, &mut b[..4]),
+                _ => self.mem.backing_read(o, &mut b[..size.min(8)]),
+            };
+            r.map_err(|_| gp0())?;
+            return Ok(u64::from_le_bytes(b));
+        }
+        self.read_lin_full(lin, size, user)
+    }
+
+    /// `read_lin` for everything but a TLB hit on RAM: fills, MMIO, page crossings.
+    #[inline(never)]
+    fn read_lin_full(&mut self, lin: u64, size: usize, user: bool) -> R<u64> {
         let mut b = [0u8; 8];
         let off = lin & 0xfff;
         if off as usize + size <= 4096 {
@@ -409,6 +432,31 @@ impl Cpu {
     /// Write `size` (1..=8) bytes at a linear address.
     #[inline]
     pub(crate) fn write_lin(&mut self, lin: u64, size: usize, v: u64, user: bool) -> R<()> {
+        let off = lin & 0xfff;
+        let vpn = lin >> 12;
+        let need = 2u8 << if user { OK_USER_SHIFT } else { 0 };
+        let e = &self.tlb.e[(vpn as usize) % TLB_N];
+        if off as usize + size <= 4096 && e.tag == vpn && e.ok & need != 0 && e.wr < DROP {
+            // The hot path: a TLB hit on RAM within one page, copied with a fixed size.
+            let o = e.wr + off;
+            if o >> 12 == self.code_page {
+                self.smc = true;
+            }
+            let b = v.to_le_bytes();
+            let r = match size {
+                1 => self.mem.backing_write(o, &b[..1]),
+                2 => self.mem.backing_write(o, &b[..2]),
+                4 => self.mem.backing_write(o, &b[..4]),
+                _ => self.mem.backing_write(o, &b[..size.min(8)]),
+            };
+            return r.map_err(|_| gp0());
+        }
+        self.write_lin_full(lin, size, v, user)
+    }
+
+    /// `write_lin` for everything but a TLB hit on RAM: fills, MMIO, ROM, page crossings.
+    #[inline(never)]
+    fn write_lin_full(&mut self, lin: u64, size: usize, v: u64, user: bool) -> R<()> {
         let b = v.to_le_bytes();
         let off = lin & 0xfff;
         if off as usize + size <= 4096 {
