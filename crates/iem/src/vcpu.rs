@@ -290,16 +290,16 @@ impl IemVcpu {
         // the full bookkeeping.
         let single =
             c.s.events.interrupt_shadow || !c.mmio_replay.is_empty() || c.pending_in.is_some();
-        let count = if single { 1 } else { block.ops.len() };
+        let ops = block.ops.as_slice();
+        let ops = if single {
+            ops.get(..1).unwrap_or(ops)
+        } else {
+            ops
+        };
         let mut n = 0u64;
         let mut flow = Flow::Continue;
         let ip_mask = c.ip_mask();
-        let mut i = 0usize;
-        while i < count {
-            let Some(op) = block.ops.get(i) else {
-                break;
-            };
-            i += 1;
+        for (i, op) in ops.iter().enumerate() {
             let rip = c.s.rip;
             c.delta = rip.wrapping_sub(u64::from(op.ip));
             let next = rip.wrapping_add(u64::from(op.len)) & ip_mask;
@@ -311,9 +311,13 @@ impl IemVcpu {
                 // do not need `start_rip`/`next_rip` (set below when the slow end runs).
                 Some(f) if !single => {
                     let r = f(c, op);
-                    if r.is_ok() && (c.s.rip == next) & !c.smc {
+                    if r.is_ok() && !c.smc {
                         n += 1;
-                        continue;
+                        if c.s.rip == next {
+                            continue;
+                        }
+                        // A taken branch: the block ends here, nothing else to complete.
+                        break;
                     }
                     c.start_rip = rip;
                     c.next_rip = next;
@@ -325,7 +329,7 @@ impl IemVcpu {
                     c.next_rip = next;
                     c.replay_cursor = 0;
                     let wq = c.mmio_wq.len();
-                    let r = match (h, block.instrs.get(i - 1)) {
+                    let r = match (h, block.instrs.get(i)) {
                         (Some(f), _) => f(c, op),
                         (None, Some(ins)) => crate::exec::step(c, ins),
                         (None, None) => break,
@@ -371,7 +375,7 @@ impl IemVcpu {
                     break;
                 }
                 Err(Stop::Fault(f)) => {
-                    tracing::trace!(ins = ?block.instrs.get(i - 1).map(|i| i.to_string()), ?f, rip = c.start_rip, "iem: instruction faulted");
+                    tracing::trace!(ins = ?block.instrs.get(i).map(|i| i.to_string()), ?f, rip = c.start_rip, "iem: instruction faulted");
                     c.smc = false;
                     c.s.rip = c.start_rip;
                     c.mmio_wq.truncate(wq);
