@@ -71,9 +71,15 @@ fn syslinux_screen_controlvm_screenshot_equals_real_vnc_clients() {
     let home = t.path().join("home");
     let vm = t.path().join("vm");
     std::fs::create_dir_all(&vm).unwrap();
-    // A private copy: the run lock, the log and the disk stay out of the kit.
-    for f in ["kit-ahci.vbox", "boot-disk.vdi"] {
-        std::fs::copy(kit.join(f), vm.join(f)).unwrap();
+    // A private copy: the run lock, the log and the disk stay out of the kit. Every medium
+    // the .vbox names (the boot disk, the kit's ISO in the DVD drive) comes along.
+    let settings = std::fs::read_to_string(kit.join("kit-ahci.vbox")).unwrap();
+    std::fs::write(vm.join("kit-ahci.vbox"), &settings).unwrap();
+    for part in settings.split("location=\"").skip(1) {
+        let name = part.split('"').next().unwrap_or_default();
+        if kit.join(name).is_file() && !name.contains('/') {
+            std::fs::copy(kit.join(name), vm.join(name)).unwrap();
+        }
     }
     let vbox = vm.join("kit-ahci.vbox");
     let port = std::net::TcpListener::bind("127.0.0.1:0")
