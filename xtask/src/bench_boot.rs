@@ -21,9 +21,14 @@ pub const INIT_MARKER: &str = "NOVABOX-INIT-START";
 /// A boot that takes longer than this is stopped and counted as failed.
 const TIMEOUT: Duration = Duration::from_secs(1800);
 
+/// The kernel's first console line: the time to it is mostly the bzImage decompressor.
+const KERNEL_BANNER: &str = "Linux version";
+
 /// What one boot measured.
 #[derive(Debug, Clone, Copy)]
 pub struct BootTimes {
+    /// Launch to the kernel's first console line (after the bzImage decompressor), if seen.
+    pub to_kernel: Option<Duration>,
     /// Launch to the init marker.
     pub to_init: Duration,
     /// Launch to the process exit (after the guest powered off).
@@ -192,19 +197,24 @@ pub fn timed_boot(mut cmd: Command, marker: &str) -> Result<(BootTimes, String)>
         .with_context(|| format!("starting {cmd:?}"))?;
     let out = child.stdout.take().context("child stdout")?;
     // Read the console on a thread so a hung guest is caught by the timeout below.
-    let (tx, rx) = std::sync::mpsc::channel::<(Option<Duration>, String)>();
+    type Seen = (Option<Duration>, Option<Duration>, String);
+    let (tx, rx) = std::sync::mpsc::channel::<Seen>();
     let marker_owned = marker.to_string();
     let reader = std::thread::spawn(move || {
         let mut seen = None;
+        let mut banner = None;
         let mut text = String::new();
         for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+            if banner.is_none() && line.contains(KERNEL_BANNER) {
+                banner = Some(start.elapsed());
+            }
             if seen.is_none() && line.contains(&marker_owned) {
                 seen = Some(start.elapsed());
             }
             text.push_str(&line);
             text.push('\n');
         }
-        let _ = tx.send((seen, text));
+        let _ = tx.send((seen, banner, text));
     });
     let status = loop {
         if let Some(st) = child.try_wait()? {
@@ -219,9 +229,9 @@ pub fn timed_boot(mut cmd: Command, marker: &str) -> Result<(BootTimes, String)>
     };
     let to_exit = start.elapsed();
     let cpu = children_cpu()?.saturating_sub(cpu0);
-    let (seen, text) = rx
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or((None, String::new()));
+    let (seen, banner, text) =
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or((None, None, String::new()));
     let _ = reader.join();
     let Some(to_init) = seen else {
         let tail: String = text
@@ -236,6 +246,7 @@ pub fn timed_boot(mut cmd: Command, marker: &str) -> Result<(BootTimes, String)>
     };
     Ok((
         BootTimes {
+            to_kernel: banner,
             to_init,
             to_exit,
             cpu,
@@ -254,9 +265,14 @@ pub fn median(mut v: Vec<Duration>) -> Duration {
     }
 }
 
-/// Medians over runs: (to init, to exit, CPU).
-fn medians(runs: &[BootTimes]) -> (Duration, Duration, Duration) {
+/// Medians over runs: (to the kernel banner, to init, to exit, CPU).
+fn medians(runs: &[BootTimes]) -> (Duration, Duration, Duration, Duration) {
     (
+        median(
+            runs.iter()
+                .map(|r| r.to_kernel.unwrap_or_default())
+                .collect(),
+        ),
         median(runs.iter().map(|r| r.to_init).collect()),
         median(runs.iter().map(|r| r.to_exit).collect()),
         median(runs.iter().map(|r| r.cpu).collect()),
@@ -288,8 +304,9 @@ pub fn run(args: &[String]) -> Result<()> {
         let (t, _) = timed_boot(novabox_cmd(&nb, &kernel, &initrd, &o), INIT_MARKER)
             .context("novabox boot")?;
         println!(
-            "run {}: novabox interpreter: init {:.1} s, power-off {:.1} s, CPU {:.1} s",
+            "run {}: novabox interpreter: kernel {:.1} s, init {:.1} s, power-off {:.1} s, CPU {:.1} s",
             i + 1,
+            secs(t.to_kernel.unwrap_or_default()),
             secs(t.to_init),
             secs(t.to_exit),
             secs(t.cpu)
@@ -299,8 +316,9 @@ pub fn run(args: &[String]) -> Result<()> {
             let (t, _) =
                 timed_boot(qemu_cmd(q, &kernel, &initrd, &o), INIT_MARKER).context("QEMU boot")?;
             println!(
-                "run {}: QEMU TCG:            init {:.1} s, power-off {:.1} s, CPU {:.1} s",
+                "run {}: QEMU TCG:            kernel {:.1} s, init {:.1} s, power-off {:.1} s, CPU {:.1} s",
                 i + 1,
+                secs(t.to_kernel.unwrap_or_default()),
                 secs(t.to_init),
                 secs(t.to_exit),
                 secs(t.cpu)
@@ -308,15 +326,16 @@ pub fn run(args: &[String]) -> Result<()> {
             tcg.push(t);
         }
     }
-    let (ni, ne, nc) = medians(&nova);
+    let (nk, ni, ne, nc) = medians(&nova);
     println!();
     println!(
-        "{:<22} {:>12} {:>14} {:>10}",
-        "median", "to init (s)", "to power-off", "CPU (s)"
+        "{:<22} {:>12} {:>12} {:>14} {:>10}",
+        "median", "to kernel", "to init (s)", "to power-off", "CPU (s)"
     );
     println!(
-        "{:<22} {:>12.1} {:>14.1} {:>10.1}",
+        "{:<22} {:>12.1} {:>12.1} {:>14.1} {:>10.1}",
         "novabox interpreter",
+        secs(nk),
         secs(ni),
         secs(ne),
         secs(nc)
@@ -325,18 +344,20 @@ pub fn run(args: &[String]) -> Result<()> {
         println!("QEMU (qemu-system-x86_64) is not installed: no comparison");
         return Ok(());
     }
-    let (qi, qe, qc) = medians(&tcg);
+    let (qk, qi, qe, qc) = medians(&tcg);
     println!(
-        "{:<22} {:>12.1} {:>14.1} {:>10.1}",
+        "{:<22} {:>12.1} {:>12.1} {:>14.1} {:>10.1}",
         "QEMU TCG",
+        secs(qk),
         secs(qi),
         secs(qe),
         secs(qc)
     );
     let ratio = |a: Duration, b: Duration| secs(a) / secs(b).max(1e-9);
     println!(
-        "{:<22} {:>11.2}x {:>13.2}x {:>9.2}x",
+        "{:<22} {:>11.2}x {:>11.2}x {:>13.2}x {:>9.2}x",
         "novabox / QEMU",
+        ratio(nk, qk),
         ratio(ni, qi),
         ratio(ne, qe),
         ratio(nc, qc)
@@ -387,12 +408,13 @@ mod tests {
         let mut c = Command::new("sh");
         c.args([
             "-c",
-            "echo booting; sleep 0.2; echo NOVABOX-INIT-START; sleep 0.2",
+            "echo Linux version x; sleep 0.2; echo NOVABOX-INIT-START; sleep 0.2",
         ]);
         let (t, text) = timed_boot(c, INIT_MARKER).unwrap();
+        assert!(t.to_kernel.unwrap() < t.to_init, "{t:?}");
         assert!(t.to_init >= Duration::from_millis(150), "{t:?}");
         assert!(t.to_exit >= t.to_init + Duration::from_millis(150), "{t:?}");
-        assert!(text.contains("booting"));
+        assert!(text.contains("Linux version"));
         let mut c = Command::new("sh");
         c.args(["-c", "echo no marker"]);
         assert!(timed_boot(c, INIT_MARKER).is_err());
