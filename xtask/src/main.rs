@@ -1,8 +1,8 @@
 //! `cargo xtask <task>`: project tasks, dispatched on the first argument.
 
-mod bench_display;
 mod bench_boot;
 mod bench_cpu;
+mod bench_display;
 mod bench_exits;
 mod bench_media;
 mod bench_vboxsf;

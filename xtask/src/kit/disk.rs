@@ -25,6 +25,9 @@ pub const DISK_BYTES: u64 = 64 << 20;
 pub const PART_LBA: u64 = 2048;
 /// Kernel command line of the disk's boot entry (serial console, like direct boots).
 pub const APPEND: &str = "console=ttyS0,115200 panic=-1 novabox.boot=disk";
+/// Kernel command line of the demo disk: a shell on the console, the Guest Additions
+/// drivers loaded and the demo machine's shared folder mounted at /mnt/shared.
+pub const APPEND_DEMO: &str = "console=ttyS0,115200 quiet panic=-1 novabox.boot=disk novabox.shell=1 novabox.modules=vboxguest,vboxsf novabox.sf_mount=shared";
 
 /// The partition table entry and boot signature for a disk of `total` sectors.
 pub fn mbr(boot_code: &[u8], total_sectors: u64) -> Result<Vec<u8>> {
@@ -52,10 +55,10 @@ pub fn mbr(boot_code: &[u8], total_sectors: u64) -> Result<Vec<u8>> {
     Ok(m)
 }
 
-/// SYSLINUX configuration: boot the kit kernel at once, console on COM1.
-pub fn syslinux_cfg() -> String {
+/// SYSLINUX configuration: boot the kit kernel at once with `append`, console on COM1.
+pub fn syslinux_cfg(append: &str) -> String {
     format!(
-        "SERIAL 0 115200\nDEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  KERNEL /vmlinuz\n  INITRD /initrd.gz\n  APPEND {APPEND}\n"
+        "SERIAL 0 115200\nDEFAULT linux\nPROMPT 0\nTIMEOUT 0\nLABEL linux\n  KERNEL /vmlinuz\n  INITRD /initrd.gz\n  APPEND {append}\n"
     )
 }
 
@@ -83,6 +86,7 @@ pub fn build(
     initramfs: &Path,
     raw: &Path,
     vdi: &Path,
+    append: &str,
 ) -> Result<media::Uuid> {
     let tree = |p: &str| {
         trees
@@ -132,7 +136,7 @@ pub fn build(
         .args(["--install", "--offset", &offset.to_string()])
         .arg(raw))?;
     let cfg = raw.with_extension("cfg.tmp");
-    std::fs::write(&cfg, syslinux_cfg())?;
+    std::fs::write(&cfg, syslinux_cfg(append))?;
     let copies = [
         (cfg.as_path(), "::/syslinux.cfg"),
         (vmlinuz, "::/vmlinuz"),
@@ -249,7 +253,7 @@ mod tests {
 
     #[test]
     fn config_boots_the_kit_kernel_on_com1() {
-        let c = syslinux_cfg();
+        let c = syslinux_cfg(APPEND);
         assert!(c.contains("KERNEL /vmlinuz"));
         assert!(c.contains("INITRD /initrd.gz"));
         assert!(c.contains("console=ttyS0"));

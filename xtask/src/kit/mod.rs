@@ -38,7 +38,7 @@ use progress::Steps;
 
 /// Kit layout version; bump when the builder's output changes for the same
 /// inputs, so existing caches get rebuilt.
-const FORMAT: u32 = 4;
+const FORMAT: u32 = 5;
 /// The kernel metapackage; its dependency is the real image package.
 const KERNEL_META: &str = "linux-image-amd64";
 /// Static busybox: the whole userland of the initramfs.
@@ -454,12 +454,26 @@ fn build(
         &kit.join("initramfs.cpio.gz"),
         &raw,
         &vdi,
+        disk::APPEND,
     )?;
     for (tmp, name) in [(&raw, "boot-disk.raw"), (&vdi, "boot-disk.vdi")] {
         let data = std::fs::read(tmp).with_context(|| format!("reading {}", tmp.display()))?;
         put(name, &data)?;
         let _ = std::fs::remove_file(tmp);
     }
+    // The demo machine's disk (`cargo xtask demo`): the same, booting to a shell.
+    disk::build(
+        &trees,
+        &kit.join("vmlinuz"),
+        &kit.join("initramfs.cpio.gz"),
+        &raw,
+        &vdi,
+        disk::APPEND_DEMO,
+    )?;
+    let data = std::fs::read(&vdi).with_context(|| format!("reading {}", vdi.display()))?;
+    put("demo-disk.vdi", &data)?;
+    let _ = std::fs::remove_file(&vdi);
+    let _ = std::fs::remove_file(&raw);
     // The same kernel and initramfs on a bootable CD, in the machines' DVD drives.
     let iso_image = iso::build(&trees, &kit.join("vmlinuz"), &kit.join("initramfs.cpio.gz"))?;
     put("kit.iso", &iso_image)?;
