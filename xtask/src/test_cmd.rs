@@ -63,6 +63,12 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             ])
             .current_dir(&root),
     )?;
+    step(
+        "demo machine (cargo xtask demo --check)",
+        cargo()
+            .args(["xtask", "demo", "--check"])
+            .current_dir(&root),
+    )?;
     eprintln!("==> all tests passed");
     Ok(())
 }

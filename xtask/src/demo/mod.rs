@@ -7,12 +7,15 @@
 //! shell, so what the user changes on it stays), `Logs/VBox.log`, and `shared/`, the
 //! host folder the guest sees at `/mnt/shared` through the Guest Additions' shared
 //! folders. `--reset` starts again from the kit's disk. Other arguments go to
-//! `novabox run` (e.g. `--vnc 5901`).
+//! `novabox run` (e.g. `--vnc 5901`). `--check` boots it in a scratch folder with a
+//! scripted shell session instead (see `check.rs`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result};
+
+mod check;
 
 /// The embedded machine definition.
 const DEMO_VBOX: &str = include_str!("demo.vbox");
@@ -95,6 +98,13 @@ pub fn run(args: &[String]) -> Result<()> {
     let kit = std::env::var_os("NOVABOX_KIT_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("kit-cache"));
+    if args.iter().any(|a| a == "--check") {
+        let mut novabox = Command::new(&cargo);
+        novabox
+            .args(["run", "--release", "-q", "-p", "novabox", "--"])
+            .current_dir(&root);
+        return check::run(&kit, novabox);
+    }
     let reset = args.iter().any(|a| a == "--reset");
     let rest: Vec<&String> = args.iter().filter(|a| *a != "--reset").collect();
     let dir = machine_dir();
