@@ -35,6 +35,8 @@ part() {
         echo "NOVABOX-GA-PART-PASS $name"
     else
         echo "NOVABOX-GA-PART-FAIL $name $(cat /tmp/novabox-fail-reason 2>/dev/null)"
+        # The driver's own words help more than the symptom.
+        dmesg | grep -iE 'vbox|vmmdev' | tail -n 8 | sed 's/^/NOVABOX-GA-DMESG /'
         failed="$failed $name"
     fi
 }
