@@ -93,6 +93,8 @@ pub struct MemoryLayout {
     roms: Vec<Rom>,
     /// PAM segments: index 0 = 0xF0000-0xFFFFF (64 KiB), 1..=12 = 16 KiB segments from 0xC0000.
     pam: [PamMode; 13],
+    /// Where MMIO2 regions (device-owned RAM) are mapped now.
+    mmio2: Vec<Mapping>,
     mappings: Vec<Mapping>,
 }
 
@@ -110,6 +112,7 @@ impl MemoryLayout {
             ram_above_4g: ram - below,
             roms: Vec::new(),
             pam: [PamMode::Disabled; 13],
+            mmio2: Vec::new(),
             mappings: Vec::new(),
         };
         l.rebuild();
@@ -228,6 +231,50 @@ impl MemoryLayout {
         Ok(changed)
     }
 
+    /// Map the MMIO2 region whose backing starts at `backing_off` (`size` bytes) at `gpa`,
+    /// or unmap it with None. A placement that is unaligned, reaches
+    /// [`MMIO2_MAP_LIMIT`](crate::MMIO2_MAP_LIMIT) or overlaps other memory is refused with
+    /// the region left unmapped.
+    pub fn set_mmio2(&mut self, backing_off: u64, size: u64, gpa: Option<u64>) -> Result<()> {
+        self.mmio2
+            .retain(|m| m.read != ReadSource::Backing(backing_off));
+        let Some(gpa) = gpa else {
+            self.rebuild();
+            return Ok(());
+        };
+        let end = gpa.checked_add(size);
+        if !gpa.is_multiple_of(PAGE_SIZE)
+            || size == 0
+            || end.is_none_or(|e| e > crate::MMIO2_MAP_LIMIT)
+        {
+            self.rebuild();
+            return Err(PgmError::Layout(format!(
+                "MMIO2 at {gpa:#x}+{size:#x} is unaligned or above the platform area"
+            )));
+        }
+        self.mmio2.push(Mapping {
+            gpa,
+            size,
+            read: ReadSource::Backing(backing_off),
+            write: WriteSink::Backing(backing_off),
+        });
+        self.rebuild();
+        if let Err(e) = self.validate() {
+            self.mmio2.pop();
+            self.rebuild();
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Where the MMIO2 region whose backing starts at `backing_off` is mapped.
+    pub fn mmio2_gpa(&self, backing_off: u64) -> Option<u64> {
+        self.mmio2
+            .iter()
+            .find(|m| m.read == ReadSource::Backing(backing_off))
+            .map(|m| m.gpa)
+    }
+
     fn pam_segments() -> [(u64, u64); 13] {
         let mut segs = [(0xf_0000, 0x1_0000); 13];
         for (i, seg) in segs.iter_mut().enumerate().skip(1) {
@@ -292,6 +339,7 @@ impl MemoryLayout {
                 write: WriteSink::Drop,
             });
         }
+        maps.extend(self.mmio2.iter().copied());
         maps.sort_by_key(|m| m.gpa);
         self.mappings = maps;
     }

@@ -13,11 +13,17 @@
 //!
 //! Every write through pgm checks whether the page holds code the interpreter decoded and,
 //! if so, bumps that page's generation so the decoded-instruction cache drops it.
+//!
+//! Devices can own RAM the guest maps through a BAR ([`Mmio2`], VirtualBox's MMIO2): it has
+//! backing offsets of its own above [`MMIO2_OFFSET_BASE`], and every write to it marks its
+//! page in the region's dirty bitmap.
 
 mod backing;
 mod layout;
+mod mmio2;
 
 pub use layout::{Mapping, MemoryLayout, PamMode, ReadSource, WriteSink};
+pub use mmio2::{Mmio2, MAX_MMIO2_REGIONS, MAX_MMIO2_SIZE, MMIO2_MAP_LIMIT, MMIO2_OFFSET_BASE};
 
 use backing::Backing;
 use parking_lot::RwLock;
@@ -67,6 +73,8 @@ pub struct HostMapping {
     /// Host virtual address of the first byte.
     pub host_addr: usize,
     /// When true the hypervisor must trap writes (they are handed to [`GuestMemory::write`]).
+    /// MMIO2 regions are read-only here: their writes must mark dirty pages, which a
+    /// hypervisor mapping does not do.
     pub readonly: bool,
 }
 
@@ -81,6 +89,8 @@ pub struct GuestMemory {
     map_generation: AtomicU64,
     /// Per backing page: WATCHED bit + write generation.
     page_state: Box<[AtomicU32]>,
+    /// Device-owned RAM regions.
+    mmio2: mmio2::Regions,
 }
 
 impl std::fmt::Debug for GuestMemory {
@@ -104,6 +114,7 @@ impl GuestMemory {
             layout: RwLock::new(layout),
             map_generation: AtomicU64::new(0),
             page_state,
+            mmio2: mmio2::Regions::new(),
         })
     }
 
@@ -155,6 +166,14 @@ impl GuestMemory {
                 let ReadSource::Backing(off) = m.read else {
                     return None;
                 };
+                if off >= MMIO2_OFFSET_BASE {
+                    return Some(HostMapping {
+                        gpa: m.gpa,
+                        size: m.size,
+                        host_addr: self.mmio2_host_addr(off)?,
+                        readonly: true,
+                    });
+                }
                 Some(HostMapping {
                     gpa: m.gpa,
                     size: m.size,
@@ -177,8 +196,7 @@ impl GuestMemory {
             let chunk = ((m.size - off_in) as usize).min(buf.len() - done);
             match m.read {
                 ReadSource::Backing(off) => {
-                    self.backing
-                        .read(off + off_in, &mut buf[done..done + chunk])?;
+                    self.backing_read(off + off_in, &mut buf[done..done + chunk])?;
                 }
                 ReadSource::OpenBus => buf[done..done + chunk].fill(0xff),
             }
@@ -221,12 +239,19 @@ impl GuestMemory {
     /// Read from the backing at `off` (after [`GuestMemory::translate`]).
     #[inline]
     pub fn backing_read(&self, off: u64, buf: &mut [u8]) -> Result<()> {
+        if off >= MMIO2_OFFSET_BASE {
+            return self.mmio2_read(off, buf);
+        }
         self.backing.read(off, buf)
     }
 
-    /// Write to the backing at `off`, invalidating decoded code on the touched pages.
+    /// Write to the backing at `off`, invalidating decoded code on the touched pages (and,
+    /// in an MMIO2 region, marking them dirty).
     #[inline]
     pub fn backing_write(&self, off: u64, buf: &[u8]) -> Result<()> {
+        if off >= MMIO2_OFFSET_BASE {
+            return self.mmio2_write(off, buf);
+        }
         self.backing.write(off, buf)?;
         if !buf.is_empty() {
             let first = off / PAGE_SIZE;
@@ -242,6 +267,9 @@ impl GuestMemory {
     /// Returns the value found; the exchange happened when it equals `expected`. This is
     /// what LOCK-prefixed instructions use so SMP guests see atomic updates.
     pub fn backing_cmpxchg(&self, off: u64, size: u8, expected: u64, new: u64) -> Result<u64> {
+        if off >= MMIO2_OFFSET_BASE {
+            return self.mmio2_cmpxchg(off, size, expected, new);
+        }
         let found = self.backing.cmpxchg(off, size, expected, new)?;
         if found == expected {
             self.note_write((off / PAGE_SIZE) as usize);
@@ -256,7 +284,7 @@ impl GuestMemory {
     /// Mark the backing page at `off` as holding decoded code; returns its write generation.
     /// Any later write to the page changes the generation.
     pub fn watch_code_page(&self, off: u64) -> u32 {
-        let Some(s) = self.page_state.get((off / PAGE_SIZE) as usize) else {
+        let Some(s) = self.page_state_at(off) else {
             return 0;
         };
         s.fetch_or(WATCHED, Ordering::AcqRel) & !WATCHED
@@ -265,21 +293,24 @@ impl GuestMemory {
     /// The write generation of the backing page at `off`.
     #[inline]
     pub fn code_page_generation(&self, off: u64) -> u32 {
-        self.page_state
-            .get((off / PAGE_SIZE) as usize)
+        self.page_state_at(off)
             .map(|s| s.load(Ordering::Acquire) & !WATCHED)
             .unwrap_or(0)
+    }
+
+    /// The state word of the backing page at `off` (RAM/ROM or MMIO2).
+    #[inline]
+    fn page_state_at(&self, off: u64) -> Option<&AtomicU32> {
+        match self.page_state.get((off / PAGE_SIZE) as usize) {
+            Some(s) => Some(s),
+            None => self.mmio2_page_state(off),
+        }
     }
 
     #[inline]
     fn note_write(&self, page: usize) {
         if let Some(s) = self.page_state.get(page) {
-            if s.load(Ordering::Relaxed) & WATCHED != 0 {
-                // Clear WATCHED and bump the generation in one step.
-                let _ = s.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
-                    Some(((v & !WATCHED).wrapping_add(1)) & !WATCHED)
-                });
-            }
+            note_write_state(s);
         }
     }
 
@@ -301,6 +332,17 @@ impl GuestMemory {
             done += chunk;
         }
         Ok(())
+    }
+}
+
+/// A write hit the page whose state word is `s`: if the interpreter decoded code from it,
+/// clear WATCHED and bump the generation in one step.
+#[inline]
+pub(crate) fn note_write_state(s: &AtomicU32) {
+    if s.load(Ordering::Relaxed) & WATCHED != 0 {
+        let _ = s.fetch_update(Ordering::AcqRel, Ordering::Acquire, |v| {
+            Some(((v & !WATCHED).wrapping_add(1)) & !WATCHED)
+        });
     }
 }
 
