@@ -19,6 +19,7 @@ pub mod cpuid;
 mod event;
 mod exec;
 mod flags;
+pub mod fuzzing;
 mod icache;
 mod mmu;
 mod msr;

@@ -628,7 +628,8 @@ impl Cpu {
     pub(crate) fn fetch_xlate(&mut self, lin: u64) -> R<Option<u64>> {
         let u = self.user();
         let e = self.xlate(lin, Acc::Exec, u)?;
-        Ok((e.rd != MMIO).then_some(e.rd + (lin & 0xfff)))
+        // `then`, not `then_some`: the offset must not be computed for MMIO (u64::MAX).
+        Ok((e.rd != MMIO).then(|| e.rd + (lin & 0xfff)))
     }
 
     /// Flush the TLB for a CR3 load.
