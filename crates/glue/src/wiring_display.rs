@@ -3,8 +3,10 @@
 //! [`vnc::Screen`], the VNC/web console server on that screen, and the host's keyboard and
 //! pointer into the i8042.
 //!
-//! The display thread wakes 60 times a second and asks the renderer for damage; the
-//! renderer reads the adapter's dirty pages (or, in text mode, compares character cells),
+//! The video memory is guest RAM owned by the adapter (pgm's MMIO2, mapped wherever the
+//! guest puts BAR0), so framebuffer writes cost the guest no exit; pgm marks the pages
+//! written. The display thread wakes 60 times a second and asks the renderer for damage;
+//! the renderer takes those dirty pages (or, in text mode, compares character cells),
 //! so an idle screen costs a bitmap scan, not a picture comparison. It ends by itself when
 //! the machine is gone.
 
@@ -557,13 +559,20 @@ pub fn attach(cfg: &Config, ctx: &mut WiringContext<'_>) -> Result<(), MachineEr
         tracing::warn!("no VGA BIOS found (install Debian's seabios package); the screen stays blank until a driver sets a mode");
     }
     let irq = ctx.intx.intx_line(VGA_SLOT, 1);
-    let dev = VgaDevice::new(
+    // The video memory is guest RAM owned by the adapter (VirtualBox's MMIO2): the guest
+    // writes the framebuffer without exits and pgm records the pages it dirtied.
+    let region = ctx
+        .memory
+        .register_mmio2("vram", u64::from(vram))
+        .map_err(|e| MachineError::Devices(format!("video memory: {e}")))?;
+    let dev = VgaDevice::with_vram(
         VgaConfig {
             vram_size: vram,
             rom,
             monitors: cfg.monitors.max(1),
         },
         irq,
+        vga::Vram::new(region),
     )
     .map_err(|e| MachineError::Devices(e.to_string()))?;
     dev.attach_legacy(ctx.pio, ctx.mmio)

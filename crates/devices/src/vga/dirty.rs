@@ -1,6 +1,8 @@
-//! Per-page dirty tracking of the video memory: every guest write through the legacy
-//! window or the linear framebuffer BAR marks its 4 KiB page; the renderer redraws only
-//! the scanlines whose bytes lie on dirty pages and then clears the bits.
+//! Per-page dirty tracking of the video memory, as the renderer consumes it: pgm marks
+//! every written 4 KiB page of the video memory (guest writes through the linear
+//! framebuffer BAR or the legacy window, the adapter's own), the adapter merges those bits
+//! in here at each refresh, and the renderer redraws only the scanlines whose bytes lie on
+//! dirty pages and then clears the bits.
 
 /// Granule of the dirty bitmap.
 pub const PAGE_SHIFT: u32 = 12;
@@ -45,6 +47,14 @@ impl DirtyBitmap {
             if let Some(w) = self.words.get_mut(p / 64) {
                 *w |= 1 << (p % 64);
             }
+        }
+    }
+
+    /// Set the pages whose bits are set in `words` (bit `p % 64` of word `p / 64`, as
+    /// pgm's MMIO2 dirty bitmap); bits past the end are ignored.
+    pub fn merge_words(&mut self, words: &[u64]) {
+        for (w, &m) in self.words.iter_mut().zip(words) {
+            *w |= m;
         }
     }
 

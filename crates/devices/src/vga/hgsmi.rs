@@ -11,7 +11,6 @@
 //! a bad buffer is ignored, as VirtualBox does.
 
 use super::vbe::{bytes_per_pixel, LinearMode};
-use super::DirtyBitmap;
 use pdm::IrqLine;
 
 /// Guest command port.
@@ -112,26 +111,18 @@ struct Hint {
 
 /// Mutable pieces of the adapter HGSMI works on.
 pub struct Ctx<'a> {
-    /// VRAM.
-    pub vram: &'a mut Vec<u8>,
-    /// Dirty pages (results written by the host count as writes).
-    pub dirty: &'a mut DirtyBitmap,
+    /// VRAM (results the host writes there mark their pages dirty, as the guest's do).
+    pub vram: &'a super::Vram,
     /// The adapter's interrupt line.
     pub irq: &'a IrqLine,
 }
 
 impl Ctx<'_> {
     fn get_u32(&self, off: usize) -> Option<u32> {
-        let b = self.vram.get(off..off.checked_add(4)?)?;
-        Some(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        self.vram.get_u32(off)
     }
     fn put_u32(&mut self, off: usize, v: u32) {
-        if let Some(end) = off.checked_add(4) {
-            if let Some(b) = self.vram.get_mut(off..end) {
-                b.copy_from_slice(&v.to_le_bytes());
-                self.dirty.mark(off);
-            }
-        }
+        self.vram.write(off, &v.to_le_bytes());
     }
 }
 
@@ -289,10 +280,10 @@ impl Hgsmi {
             return false;
         }
         let o = offset as usize;
-        let header: [u8; 16] = match ctx.vram.get(o..o + 16).and_then(|h| h.try_into().ok()) {
-            Some(h) => h,
-            None => return false,
-        };
+        let mut header = [0u8; 16];
+        if !ctx.vram.read(o, &mut header) {
+            return false;
+        }
         let size = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
         if size > avail - OVERHEAD {
             tracing::debug!("HGSMI: buffer at {offset:#x} with {size} bytes overruns VRAM");
@@ -422,7 +413,6 @@ impl Hgsmi {
                             let and_byte = ctx
                                 .vram
                                 .get(shape + y * (w as usize).div_ceil(8) + x / 8)
-                                .copied()
                                 .unwrap_or(0xff);
                             let transparent = and_byte & (0x80 >> (x % 8)) != 0;
                             let argb = if alpha {
@@ -459,8 +449,8 @@ impl Hgsmi {
                 }
                 for i in 0..count {
                     let slot = d + 8 + i * hsize;
-                    if let Some(b) = ctx.vram.get_mut(slot..slot + hsize) {
-                        b.fill(0xff);
+                    if slot.checked_add(hsize).is_some_and(|e| e <= ctx.vram.len()) {
+                        ctx.vram.write(slot, &vec![0xff; hsize]);
                     }
                     if let Some(Some(h)) = self.hints.get(i) {
                         let fields = [MODE_HINT_MAGIC, h.cx, h.cy, h.bpp, i as u32, 0, 0, 1];

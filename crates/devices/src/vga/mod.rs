@@ -5,7 +5,9 @@
 //!
 //! Pieces: [`regs`] the register file, [`planar`] the legacy memory window, [`vbe`] the
 //! DISPI registers, [`hgsmi`] the HGSMI/VBVA host side, [`render`] the scan-out into a host
-//! [`Framebuffer`], [`pci`] the PCI function (80EE:BEEF, class 0300) and the bus adapters.
+//! [`Framebuffer`], [`pci`] the PCI function (80EE:BEEF, class 0300) and the bus adapters,
+//! [`vram`] the video memory: guest RAM owned by the adapter (pgm's MMIO2), which the guest
+//! writes through BAR0 without exits while pgm records the dirty pages.
 //! [`Vga`] is the adapter's state behind one lock; the buses reach it through the adapters
 //! in [`pci`].
 
@@ -16,10 +18,12 @@ pub mod planar;
 pub mod regs;
 pub mod render;
 pub mod vbe;
+pub mod vram;
 
 pub use dirty::DirtyBitmap;
 pub use pci::{patch_rom_ids, VgaDevice, VgaPci};
 pub use render::{Framebuffer, Rect, Renderer};
+pub use vram::Vram;
 
 use pdm::IrqLine;
 
@@ -64,8 +68,8 @@ pub struct Vga {
     /// VBE DISPI registers.
     pub dispi: vbe::Dispi,
     /// Video memory.
-    pub vram: Vec<u8>,
-    /// Pages written since the last refresh.
+    pub vram: Vram,
+    /// Pages written since the last refresh (merged from pgm's bits at each refresh).
     pub dirty: DirtyBitmap,
     /// A register change requires a full redraw.
     pub redraw: bool,
@@ -94,11 +98,17 @@ impl Vga {
     /// A powered-on adapter raising `irq` for HGSMI host events.
     pub fn with_irq(cfg: &VgaConfig, irq: IrqLine) -> Self {
         let size = cfg.vram_size.clamp(MIN_VRAM, MAX_VRAM);
+        Self::with_vram(cfg, irq, Vram::standalone(size))
+    }
+
+    /// A powered-on adapter on `vram` (its size wins over the configuration's).
+    pub fn with_vram(cfg: &VgaConfig, irq: IrqLine, vram: Vram) -> Self {
+        let size = vram.len() as u32;
         Vga {
             regs: regs::VgaRegs::default(),
             dispi: vbe::Dispi::new(size),
-            vram: vec![0; size as usize],
             dirty: DirtyBitmap::new(size as usize),
+            vram,
             redraw: true,
             latch: 0,
             hgsmi: hgsmi::Hgsmi::new(cfg.monitors.clamp(1, 64)),
@@ -167,7 +177,6 @@ impl Vga {
                 let e = self.dispi.write16(word as u16);
                 if e.clear {
                     self.vram.fill(0);
-                    self.dirty.mark_all();
                 }
                 if e.mode_changed {
                     self.redraw = true;
@@ -183,8 +192,7 @@ impl Vga {
             }
             hgsmi::GUEST_PORT if data.len() == 4 => {
                 let mut ctx = hgsmi::Ctx {
-                    vram: &mut self.vram,
-                    dirty: &mut self.dirty,
+                    vram: &self.vram,
                     irq: &self.irq,
                 };
                 if self.hgsmi.guest_write(word, &mut ctx) {
@@ -193,8 +201,7 @@ impl Vga {
             }
             hgsmi::HOST_PORT if data.len() == 4 && word == 0xffff_ffff => {
                 let mut ctx = hgsmi::Ctx {
-                    vram: &mut self.vram,
-                    dirty: &mut self.dirty,
+                    vram: &self.vram,
                     irq: &self.irq,
                 };
                 self.hgsmi.ack(&mut ctx);
@@ -209,37 +216,44 @@ impl Vga {
         }
     }
 
-    /// A read of the linear framebuffer (BAR0) at `offset`.
+    /// A read of the linear framebuffer (BAR0) at `offset` that reached the adapter as
+    /// MMIO: the part of the BAR past the video memory, or all of it while pgm could not
+    /// map the memory there (reads past the end are open bus).
     pub fn lfb_read(&self, offset: u64, data: &mut [u8]) {
+        let Ok(o) = usize::try_from(offset) else {
+            data.fill(0xff);
+            return;
+        };
+        if self.vram.read(o, data) {
+            return;
+        }
         for (i, d) in data.iter_mut().enumerate() {
-            *d = usize::try_from(offset)
-                .ok()
-                .and_then(|o| o.checked_add(i))
+            *d = o
+                .checked_add(i)
                 .and_then(|o| self.vram.get(o))
-                .copied()
                 .unwrap_or(0xff);
         }
     }
 
-    /// A write to the linear framebuffer (BAR0) at `offset`.
+    /// A write to the linear framebuffer (BAR0) at `offset` that reached the adapter as
+    /// MMIO (see [`Vga::lfb_read`]); pgm marks the pages dirty.
     pub fn lfb_write(&mut self, offset: u64, data: &[u8]) {
         let Ok(o) = usize::try_from(offset) else {
             return;
         };
-        let Some(end) = o.checked_add(data.len()) else {
+        if self.vram.write(o, data) {
             return;
-        };
-        if let Some(dst) = self.vram.get_mut(o..end) {
-            dst.copy_from_slice(data);
-            self.dirty.mark_range(o, data.len());
-        } else {
-            for (i, &b) in data.iter().enumerate() {
-                if let Some(d) = self.vram.get_mut(o + i) {
-                    *d = b;
-                    self.dirty.mark(o + i);
-                }
+        }
+        for (i, &b) in data.iter().enumerate() {
+            if let Some(a) = o.checked_add(i) {
+                self.vram.set(a, b);
             }
         }
+    }
+
+    /// Take the pages pgm saw written since the last call into [`Vga::dirty`].
+    pub fn collect_dirty(&mut self) {
+        self.vram.collect_dirty(&mut self.dirty);
     }
 
     /// The mode `vboxvideo` set through HGSMI when the VBE registers are off.
@@ -251,8 +265,7 @@ impl Vga {
     /// guest's driver listens for hints (HGSMI with IRQ and mode-hint capabilities).
     pub fn set_mode_hint(&mut self, width: u32, height: u32, bpp: u32) -> bool {
         let mut ctx = hgsmi::Ctx {
-            vram: &mut self.vram,
-            dirty: &mut self.dirty,
+            vram: &self.vram,
             irq: &self.irq,
         };
         self.hgsmi.set_mode_hint(0, width, height, bpp, &mut ctx)

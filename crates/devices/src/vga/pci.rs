@@ -2,8 +2,13 @@
 //! BAR0 (32-bit prefetchable memory) and the VGA BIOS in the expansion ROM BAR, plus the
 //! legacy ranges every VGA decodes: ports 0x3B0-0x3DF, the DISPI ports 0x1CE/0x1CF and the
 //! memory window 0xA0000-0xBFFFF.
+//!
+//! BAR0 is served twice: pgm maps the video memory as guest RAM wherever the guest
+//! programs the BAR (so framebuffer accesses cost no exit), and an MMIO device on the bus
+//! answers what pgm does not map: the BAR's tail past the video memory, and a BAR placed
+//! where pgm refuses RAM (over other memory or in the platform area).
 
-use super::{Vga, VgaConfig, VBOX_VENDOR_ID, VBOX_VGA_DEVICE_ID, VGA_CLASS};
+use super::{Vga, VgaConfig, Vram, VBOX_VENDOR_ID, VBOX_VGA_DEVICE_ID, VGA_CLASS};
 use crate::pci::{BarKind, PciConfig, PciError, PciFunction, PciRegion, ROM_BAR_INDEX};
 use iomio::{Bus, BusDevice, BusError, SharedDevice};
 use parking_lot::Mutex;
@@ -100,6 +105,36 @@ pub struct VgaPci {
     vga: Arc<Mutex<Vga>>,
     lfb: SharedDevice,
     rom: Option<SharedDevice>,
+    /// The video memory, mapped by pgm where BAR0 decodes.
+    vram: Vram,
+    /// Where BAR0 decodes now (None: off).
+    lfb_at: Option<u64>,
+}
+
+impl VgaPci {
+    /// Follow BAR0 with pgm's mapping of the video memory: the guest moved it, turned
+    /// memory decoding on or off, or the function was reset.
+    fn sync_lfb(&mut self) {
+        let at = self
+            .cfg
+            .decoded_bars()
+            .into_iter()
+            .find(|b| b.index == 0)
+            .map(|b| b.base);
+        if at == self.lfb_at {
+            return;
+        }
+        self.lfb_at = at;
+        if let Err(e) = self.vram.region().map(at) {
+            // The MMIO device on the bus answers there instead.
+            tracing::debug!("VGA: video memory at {at:#x?} stays MMIO: {e}");
+        }
+    }
+
+    /// Where pgm maps the video memory now.
+    pub fn lfb_mapped_at(&self) -> Option<u64> {
+        self.vram.region().mapped_at()
+    }
 }
 
 impl PciFunction for VgaPci {
@@ -108,6 +143,7 @@ impl PciFunction for VgaPci {
     }
     fn config_write(&mut self, offset: u8, data: &[u8]) {
         self.cfg.write_bytes(offset, data);
+        self.sync_lfb();
     }
     fn regions(&self) -> Vec<PciRegion> {
         self.cfg
@@ -131,6 +167,7 @@ impl PciFunction for VgaPci {
     }
     fn reset(&mut self) {
         self.vga.lock().reset();
+        self.sync_lfb();
     }
 }
 
@@ -145,15 +182,23 @@ pub struct VgaDevice {
 }
 
 impl VgaDevice {
-    /// Build the adapter; `irq` is its INTA line.
+    /// Build the adapter with video memory of its own (no VM maps it); `irq` is its INTA
+    /// line.
     pub fn new(cfg: VgaConfig, irq: IrqLine) -> Result<Self, PciError> {
-        let vga = Arc::new(Mutex::new(Vga::with_irq(&cfg, irq)));
-        let vram = vga.lock().vram_size();
+        let size = cfg.vram_size.clamp(super::MIN_VRAM, super::MAX_VRAM);
+        Self::with_vram(cfg, irq, Vram::standalone(size))
+    }
+
+    /// Build the adapter on `vram`, a region of the VM's guest memory
+    /// ([`pgm::GuestMemory::register_mmio2`]) that follows BAR0.
+    pub fn with_vram(cfg: VgaConfig, irq: IrqLine, vram: Vram) -> Result<Self, PciError> {
+        let vga = Arc::new(Mutex::new(Vga::with_vram(&cfg, irq, vram.clone())));
+        let vram_size = vga.lock().vram_size();
         let mut pc = PciConfig::new(VBOX_VENDOR_ID, VBOX_VGA_DEVICE_ID, VGA_CLASS, 0);
         pc.add_bar(
             0,
             BarKind::Mem32 { prefetchable: true },
-            u64::from(vram).next_power_of_two(),
+            u64::from(vram_size).next_power_of_two(),
         )?;
         pc.set_interrupt_pin(1);
         let rom = match cfg.rom {
@@ -168,6 +213,8 @@ impl VgaDevice {
             vga: vga.clone(),
             lfb: Arc::new(Mutex::new(Lfb(vga.clone()))),
             rom,
+            vram,
+            lfb_at: None,
         };
         Ok(VgaDevice {
             ports: Arc::new(Mutex::new(Ports(vga.clone()))),

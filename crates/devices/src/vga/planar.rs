@@ -46,11 +46,7 @@ impl Vga {
     }
 
     fn vram_u32(&self, plane_addr: u32) -> u32 {
-        let i = plane_addr as usize * 4;
-        match self.vram.get(i..i + 4) {
-            Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-            None => 0,
-        }
+        self.vram.get_u32(plane_addr as usize * 4).unwrap_or(0)
     }
 
     /// Read one byte of the legacy window.
@@ -61,13 +57,13 @@ impl Vga {
         let seq4 = self.regs.seq[4];
         let gc5 = self.regs.gc[5];
         if seq4 & 0x08 != 0 {
-            return self.vram.get(addr as usize).copied().unwrap_or(0xff);
+            return self.vram.get(addr as usize).unwrap_or(0xff);
         }
         if gc5 & 0x10 != 0 {
             // Odd/even: bit 0 of the address selects plane 0/1 (or 2/3 with the page bit).
             let plane = (self.regs.gc[4] & 2) | (addr & 1) as u8;
             let i = ((addr & !1) << 1) as usize | plane as usize;
-            return self.vram.get(i).copied().unwrap_or(0xff);
+            return self.vram.get(i).unwrap_or(0xff);
         }
         if addr >= 0x1_0000 {
             return 0xff;
@@ -94,10 +90,7 @@ impl Vga {
         if seq4 & 0x08 != 0 {
             let plane = addr & 3;
             if map_mask & (1 << plane) != 0 {
-                if let Some(b) = self.vram.get_mut(addr as usize) {
-                    *b = v;
-                    self.dirty.mark(addr as usize);
-                }
+                self.vram.set(addr as usize, v);
             }
             return;
         }
@@ -105,10 +98,7 @@ impl Vga {
             let plane = (self.regs.gc[4] & 2) | (addr & 1) as u8;
             if map_mask & (1 << plane) != 0 {
                 let i = ((addr & !1) << 1) as usize | plane as usize;
-                if let Some(b) = self.vram.get_mut(i) {
-                    *b = v;
-                    self.dirty.mark(i);
-                }
+                self.vram.set(i, v);
             }
             return;
         }
@@ -136,11 +126,9 @@ impl Vga {
         };
         let wmask = expand4(map_mask);
         let i = addr as usize * 4;
-        if let Some(b) = self.vram.get_mut(i..i + 4) {
-            let old = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        if let Some(old) = self.vram.get_u32(i) {
             let new = (old & !wmask) | (val & wmask);
-            b.copy_from_slice(&new.to_le_bytes());
-            self.dirty.mark(i);
+            self.vram.write(i, &new.to_le_bytes());
         }
     }
 
@@ -179,9 +167,9 @@ mod tests {
         v.legacy_write(0x18000, b'H');
         v.legacy_write(0x18001, 0x1f);
         v.legacy_write(0x18002, b'i');
-        assert_eq!(v.vram[0], b'H');
-        assert_eq!(v.vram[1], 0x1f);
-        assert_eq!(v.vram[4], b'i');
+        assert_eq!(v.vram.get(0), Some(b'H'));
+        assert_eq!(v.vram.get(1), Some(0x1f));
+        assert_eq!(v.vram.get(4), Some(b'i'));
         assert_eq!(v.legacy_read(0x18001), 0x1f);
         assert_eq!(v.legacy_read(0x10000), 0xff, "B0000 not mapped with map 3");
     }
@@ -197,8 +185,12 @@ mod tests {
         v.regs.gc[6] = 0x04;
         v.regs.gc[8] = 0xff;
         v.legacy_write(0x20 * 32 + 3, 0x5a);
-        assert_eq!(v.vram[(0x20 * 32 + 3) * 4 + 2], 0x5a);
-        assert_eq!(v.vram[(0x20 * 32 + 3) * 4], 0, "other planes untouched");
+        assert_eq!(v.vram.get((0x20 * 32 + 3) * 4 + 2), Some(0x5a));
+        assert_eq!(
+            v.vram.get((0x20 * 32 + 3) * 4),
+            Some(0),
+            "other planes untouched"
+        );
         assert_eq!(
             v.legacy_read(0x20 * 32 + 3),
             0x5a,
@@ -215,12 +207,12 @@ mod tests {
         // Write mode 2: colour 0b0101 to all 8 pixels of address 10.
         v.regs.gc[5] = 0x02;
         v.legacy_write(10, 0x05);
-        assert_eq!(&v.vram[40..44], &[0xff, 0, 0xff, 0]);
+        assert_eq!(v.vram.to_vec(40, 4).unwrap(), &[0xff, 0, 0xff, 0]);
         // Latch it, then write mode 1 copies it to address 20.
         let _ = v.legacy_read(10);
         v.regs.gc[5] = 0x01;
         v.legacy_write(20, 0);
-        assert_eq!(&v.vram[80..84], &[0xff, 0, 0xff, 0]);
+        assert_eq!(v.vram.to_vec(80, 4).unwrap(), &[0xff, 0, 0xff, 0]);
         // Write mode 0 with set/reset on plane 1, bit mask 0x0f, XOR.
         v.regs.gc[5] = 0x00;
         v.regs.gc[0] = 0x02;
@@ -229,7 +221,7 @@ mod tests {
         v.regs.gc[8] = 0x0f;
         let _ = v.legacy_read(20);
         v.legacy_write(20, 0xff);
-        assert_eq!(&v.vram[80..84], &[0xf0, 0x0f, 0xf0, 0x0f]);
+        assert_eq!(v.vram.to_vec(80, 4).unwrap(), &[0xf0, 0x0f, 0xf0, 0x0f]);
         // Read mode 1: compare colour 0b0101 on all planes.
         v.regs.gc[5] = 0x08;
         v.regs.gc[2] = 0x05;
@@ -245,7 +237,7 @@ mod tests {
         v.regs.seq[4] = 0x0e;
         v.regs.gc[6] = 0x05;
         v.legacy_write(321, 7);
-        assert_eq!(v.vram[321], 7);
+        assert_eq!(v.vram.get(321), Some(7));
         v.dispi.index = super::super::vbe::index::XRES;
         v.dispi.write16(640);
         v.dispi.index = super::super::vbe::index::YRES;
@@ -255,7 +247,7 @@ mod tests {
         v.dispi.index = super::super::vbe::index::BANK;
         v.dispi.write16(2);
         v.legacy_write(5, 9);
-        assert_eq!(v.vram[0x2_0005], 9);
+        assert_eq!(v.vram.get(0x2_0005), Some(9));
         assert_eq!(v.legacy_read(5), 9);
     }
 

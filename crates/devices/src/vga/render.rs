@@ -5,6 +5,10 @@
 //! dirty pages (graphics) or a per-cell cache (text), never from comparing pixels.
 //!
 //! One [`Renderer`] per adapter: it clears the adapter's dirty bits as it consumes them.
+//!
+//! The video memory is guest RAM the guest may write while we read it; linear modes copy
+//! each changed scanline out first, the VGA modes a snapshot of the four planes (256 KiB),
+//! so a frame is drawn from one consistent copy per line.
 
 use super::regs::AR_PAS;
 use super::vbe::{bytes_per_pixel, LinearMode};
@@ -13,6 +17,8 @@ use super::Vga;
 /// Largest picture the renderer produces per side (bigger guest modes are clipped), so a
 /// guest cannot make the host allocate more than 256 MiB for the picture.
 pub const MAX_SIDE: u32 = 8192;
+/// The four VGA planes, interleaved at the start of VRAM.
+const PLANES_SIZE: usize = 4 * 0x1_0000;
 
 /// A rectangle of the picture in pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -154,7 +160,7 @@ impl Vga {
             let mut s = String::new();
             for col in 0..t.cols {
                 let a = ((start + row * off + col) & 0xffff) as usize * 4;
-                let c = self.vram.get(a).copied().unwrap_or(0);
+                let c = self.vram.get(a).unwrap_or(0);
                 s.push(match c {
                     0 => ' ',
                     0x20..=0x7e => c as char,
@@ -176,6 +182,10 @@ pub struct Renderer {
     cells: Vec<u32>,
     /// Text mode: the font area of plane 2 as last drawn.
     font: Vec<u8>,
+    /// VGA modes: the planes as read at this refresh.
+    planes: Vec<u8>,
+    /// Linear modes: one scanline's bytes.
+    line: Vec<u8>,
 }
 
 impl Default for Renderer {
@@ -234,6 +244,8 @@ impl Renderer {
             layout: None,
             cells: Vec::new(),
             font: Vec::new(),
+            planes: Vec::new(),
+            line: Vec::new(),
         }
     }
 
@@ -245,6 +257,7 @@ impl Renderer {
     /// Bring the picture up to date with `vga`; returns the rectangles that changed (the
     /// whole picture after a mode change).
     pub fn refresh(&mut self, vga: &mut Vga) -> Vec<Rect> {
+        vga.collect_dirty();
         let layout = vga.layout();
         let (w, h) = layout.size();
         let mut full = vga.redraw || self.layout != Some(layout);
@@ -268,9 +281,18 @@ impl Renderer {
                     Vec::new()
                 }
             }
-            Layout::Text(t) => self.draw_text(vga, t, full),
-            Layout::Planar16 { .. } => self.draw_lines(vga, full, false),
-            Layout::Chain256 { .. } => self.draw_lines(vga, full, true),
+            Layout::Text(t) => {
+                self.snapshot_planes(vga);
+                self.draw_text(vga, t, full)
+            }
+            Layout::Planar16 { .. } => {
+                self.snapshot_planes(vga);
+                self.draw_lines(vga, full, false)
+            }
+            Layout::Chain256 { .. } => {
+                self.snapshot_planes(vga);
+                self.draw_lines(vga, full, true)
+            }
             Layout::Linear(m) => self.draw_linear(vga, m, full),
         };
         vga.dirty.clear();
@@ -280,6 +302,13 @@ impl Renderer {
         } else {
             rects
         }
+    }
+
+    /// Copy the four 64 KiB planes (the first 256 KiB of VRAM) into `self.planes`.
+    fn snapshot_planes(&mut self, vga: &Vga) {
+        let n = vga.vram.len().min(PLANES_SIZE);
+        self.planes.resize(n, 0);
+        vga.vram.read(0, &mut self.planes);
     }
 
     fn draw_linear(&mut self, vga: &Vga, m: LinearMode, full: bool) -> Vec<Rect> {
@@ -295,7 +324,11 @@ impl Renderer {
             if changed {
                 let row =
                     &mut self.fb.pixels[y as usize * w as usize..(y as usize + 1) * w as usize];
-                let src = vga.vram.get(off..off + len);
+                self.line.resize(len, 0);
+                let src = vga
+                    .vram
+                    .read(off, &mut self.line)
+                    .then_some(self.line.as_slice());
                 for (x, px) in row.iter_mut().enumerate() {
                     let Some(s) = src else {
                         *px = 0;
@@ -354,13 +387,13 @@ impl Renderer {
                     *px = if chain {
                         let i = (vstart + x) & 0x3_ffff;
                         vga.regs
-                            .dac_rgb(vga.vram.get(i).copied().unwrap_or(0), dac8)
+                            .dac_rgb(self.planes.get(i).copied().unwrap_or(0), dac8)
                     } else {
                         let a = ((addr as usize + x / 8) & 0xffff) * 4;
                         let bit = 7 - (x % 8);
                         let mut c = 0u8;
                         for p in 0..4 {
-                            let b = vga.vram.get(a + p).copied().unwrap_or(0);
+                            let b = self.planes.get(a + p).copied().unwrap_or(0);
                             c |= ((b >> bit) & 1) << p;
                         }
                         pal16[usize::from(c & plane_mask)]
@@ -383,7 +416,7 @@ impl Renderer {
         let mut font = Vec::with_capacity(2 * 8192);
         for base in [map_a, map_b] {
             for i in 0..8192 {
-                font.push(vga.vram.get((base + i) * 4 + 2).copied().unwrap_or(0));
+                font.push(self.planes.get((base + i) * 4 + 2).copied().unwrap_or(0));
             }
         }
         let font_changed = font != self.font;
@@ -412,8 +445,8 @@ impl Renderer {
             let mut row_changed = false;
             for col in 0..t.cols {
                 let a = ((start + row * offset + col) & 0xffff) as usize * 4;
-                let c = vga.vram.get(a).copied().unwrap_or(0);
-                let attr = vga.vram.get(a + 1).copied().unwrap_or(0);
+                let c = self.planes.get(a).copied().unwrap_or(0);
+                let attr = self.planes.get(a + 1).copied().unwrap_or(0);
                 let cell = row * t.cols + col;
                 let cursor = cursor_on && row * offset + col == cursor_at;
                 let key = u32::from(c) | u32::from(attr) << 8 | u32::from(cursor) << 16;

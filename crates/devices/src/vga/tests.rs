@@ -302,13 +302,13 @@ fn hgsmi_call(v: &mut Vga, at: u32, channel: u8, code: u16, data: &[u8]) -> Vec<
     hdr[..4].copy_from_slice(&(data.len() as u32).to_le_bytes());
     hdr[5] = channel;
     hdr[6..8].copy_from_slice(&code.to_le_bytes());
-    v.vram[a..a + 16].copy_from_slice(&hdr);
-    v.vram[a + 16..a + 16 + data.len()].copy_from_slice(data);
+    assert!(v.vram.write(a, &hdr));
+    assert!(v.vram.write(a + 16, data));
     let t = a + 16 + data.len();
-    v.vram[t..t + 4].fill(0);
-    v.vram[t + 4..t + 8].copy_from_slice(&checksum(at, &hdr, 0).to_le_bytes());
+    assert!(v.vram.write(t, &[0; 4]));
+    assert!(v.vram.write(t + 4, &checksum(at, &hdr, 0).to_le_bytes()));
     outl(v, hgsmi::GUEST_PORT, at);
-    v.vram[a + 16..a + 16 + data.len()].to_vec()
+    v.vram.to_vec(a + 16, data.len()).unwrap()
 }
 
 fn words(ws: &[u32]) -> Vec<u8> {
@@ -345,10 +345,11 @@ fn vboxvideo_probe_mode_set_and_hint() {
     // A corrupted checksum is ignored: the value stays as the guest left it.
     let a = heap as usize;
     hgsmi_call(&mut v, heap, 2, 1, &words(&[0, 0xffff_ffff]));
-    v.vram[a + 20..a + 24].copy_from_slice(&0xffff_ffffu32.to_le_bytes());
-    v.vram[a + 24] ^= 1; // tail reserved changes: checksum no longer matches
+    v.vram.write(a + 20, &0xffff_ffffu32.to_le_bytes());
+    // The tail's reserved word changes: the checksum no longer matches.
+    v.vram.set(a + 24, v.vram.get(a + 24).unwrap() ^ 1);
     outl(&mut v, hgsmi::GUEST_PORT, heap);
-    assert_eq!(word(&v.vram[a + 16..a + 24], 1), 0xffff_ffff);
+    assert_eq!(v.vram.get_u32(a + 20), Some(0xffff_ffff));
     // 8: host flags location and caps.
     hgsmi_call(&mut v, heap, 1, 0, &words(&[vram - 16, 16]));
     hgsmi_call(&mut v, heap, 2, 12, &words(&[0xffff_fffe, 0x1a]));
@@ -366,7 +367,7 @@ fn vboxvideo_probe_mode_set_and_hint() {
     // A resize hint: IRQ with HOTPLUG in the host flags, then QUERY_MODE_HINTS has it.
     assert!(v.set_mode_hint(1280, 1024, 32));
     assert!(sink.0.load(std::sync::atomic::Ordering::SeqCst));
-    let flags = word(&v.vram[(vram - 16) as usize..], 0);
+    let flags = v.vram.get_u32((vram - 16) as usize).unwrap();
     assert_eq!(flags & 0x22, 0x22);
     let mut q = words(&[1 | (32 << 16), 0xffff_ffff]);
     q.extend(vec![0u8; 32]);
@@ -378,7 +379,7 @@ fn vboxvideo_probe_mode_set_and_hint() {
     );
     outl(&mut v, hgsmi::HOST_PORT, 0xffff_ffff);
     assert!(!sink.0.load(std::sync::atomic::Ordering::SeqCst));
-    assert_eq!(word(&v.vram[(vram - 16) as usize..], 0) & 0x22, 0);
+    assert_eq!(v.vram.get_u32((vram - 16) as usize).unwrap() & 0x22, 0);
     // Pointer shape: 2x1, alpha.
     let mut s = words(&[0, 0x7, 1, 0, 2, 1]);
     s.extend_from_slice(&[0, 0, 0, 0]); // AND mask (1 byte, padded to 4)
@@ -399,7 +400,7 @@ proptest::proptest! {
         if a + 16 + body.len() + 8 <= v.vram.len() {
             hgsmi_call(&mut v, at, channel, code, &body);
             // Now lie about the size.
-            v.vram[a..a + 4].copy_from_slice(&size.to_le_bytes());
+            v.vram.write(a, &size.to_le_bytes());
             outl(&mut v, hgsmi::GUEST_PORT, at);
         } else {
             outl(&mut v, hgsmi::GUEST_PORT, at);
@@ -425,4 +426,123 @@ proptest::proptest! {
             }
         }
     }
+}
+
+/// The video memory as the VM maps it: guest RAM at BAR0 (through pgm, no device call),
+/// following the BAR, with pgm's dirty pages driving the renderer.
+#[test]
+fn lfb_is_guest_ram_that_follows_bar0() {
+    use std::sync::Arc;
+    let mem = Arc::new(
+        pgm::GuestMemory::new(
+            pgm::MemoryLayout::pc(16 << 20)
+                .unwrap()
+                .with_firmware(0x20000)
+                .unwrap(),
+        )
+        .unwrap(),
+    );
+    let region = mem.register_mmio2("vram", 12 << 20).unwrap();
+    let dev = VgaDevice::with_vram(
+        VgaConfig {
+            vram_size: 12 << 20,
+            ..Default::default()
+        },
+        pdm::IrqLine::disconnected(),
+        Vram::new(region),
+    )
+    .unwrap();
+    const BAR: u64 = 0xe000_0000;
+    {
+        let mut p = dev.pci.lock();
+        p.config_write(0x10, &(BAR as u32).to_le_bytes());
+        assert!(mem.translate(BAR).is_none(), "memory decoding still off");
+        let g = mem.map_generation();
+        p.config_write(4, &[0x03, 0]);
+        assert_ne!(mem.map_generation(), g, "vCPU TLBs must flush");
+        assert_eq!(p.lfb_mapped_at(), Some(BAR));
+    }
+    {
+        let mut v = dev.vga.lock();
+        vbe(&mut v, index::XRES, 1024);
+        vbe(&mut v, index::YRES, 768);
+        vbe(&mut v, index::BPP, 32);
+        vbe(&mut v, index::ENABLE, enable::ENABLED | enable::LFB);
+    }
+    let mut r = Renderer::new();
+    assert_eq!(r.refresh(&mut dev.vga.lock()), vec![Rect::full(1024, 768)]);
+    assert!(r.refresh(&mut dev.vga.lock()).is_empty(), "nothing written");
+    // The guest writes a pixel at (5, 300) straight into RAM: the row is redrawn.
+    mem.write(BAR + (300 * 1024 + 5) * 4, &[0x33, 0x22, 0x11, 0])
+        .unwrap();
+    let rects = r.refresh(&mut dev.vga.lock());
+    assert_eq!(
+        rects,
+        vec![Rect {
+            x: 0,
+            y: 300,
+            w: 1024,
+            h: 1
+        }]
+    );
+    assert_eq!(r.framebuffer().pixel(5, 300), Some(0x112233));
+    // A bulk write over rows 400..410 (as REP STOS does) redraws exactly those rows.
+    mem.write(BAR + 400 * 4096, &[0xff; 10 * 4096]).unwrap();
+    let rects = r.refresh(&mut dev.vga.lock());
+    assert_eq!(
+        rects,
+        vec![Rect {
+            x: 0,
+            y: 400,
+            w: 1024,
+            h: 10
+        }]
+    );
+    assert_eq!(r.framebuffer().pixel(1023, 409), Some(0xffffff));
+    // The banked window at 0xA0000 reaches the same memory.
+    {
+        let mut v = dev.vga.lock();
+        vbe(&mut v, index::BANK, 3);
+        v.legacy_write(0x10, 0x5a);
+    }
+    assert_eq!(mem.read_le::<1>(BAR + 3 * 0x1_0000 + 0x10).unwrap(), 0x5a);
+    let rects = r.refresh(&mut dev.vga.lock());
+    assert_eq!(rects.len(), 1, "the window's write is dirty too: {rects:?}");
+    // The BAR's tail past the 12 MiB of video memory stays MMIO (open bus).
+    assert!(mem.translate(BAR + (12 << 20)).is_none());
+    let lfb = dev
+        .pci
+        .lock()
+        .regions()
+        .into_iter()
+        .find(|r| r.name == "vram")
+        .unwrap();
+    let mut b = [0u8; 4];
+    lfb.device.lock().read(BAR + (12 << 20), 12 << 20, &mut b);
+    assert_eq!(b, [0xff; 4]);
+    lfb.device.lock().read(BAR + 400 * 4096, 400 * 4096, &mut b);
+    assert_eq!(b, [0xff; 4], "the MMIO path sees the same memory");
+    // The guest moves the BAR: the memory follows, the old place is gone.
+    dev.pci
+        .lock()
+        .config_write(0x10, &0xd000_0000u32.to_le_bytes());
+    assert!(mem.translate(BAR).is_none());
+    assert_eq!(
+        mem.read_le::<4>(0xd000_0000 + (300 * 1024 + 5) * 4)
+            .unwrap(),
+        0x0011_2233
+    );
+    // Over RAM pgm refuses: the BAR is served as MMIO there.
+    dev.pci
+        .lock()
+        .config_write(0x10, &0x0040_0000u32.to_le_bytes());
+    assert_eq!(dev.pci.lock().lfb_mapped_at(), None);
+    assert_eq!(mem.translate(0x40_0000).unwrap().read, Some(0x40_0000));
+    // Memory decoding off unmaps it.
+    dev.pci
+        .lock()
+        .config_write(0x10, &(BAR as u32).to_le_bytes());
+    assert_eq!(dev.pci.lock().lfb_mapped_at(), Some(BAR));
+    dev.pci.lock().config_write(4, &[0x01, 0]);
+    assert_eq!(dev.pci.lock().lfb_mapped_at(), None);
 }
