@@ -40,7 +40,10 @@ fn random_code_pages_never_panic() {
             Outcome::Budget => budget += 1,
             Outcome::Shutdown => shutdown += 1,
             Outcome::Unhandled(why) => {
-                assert!(!why.is_empty(), "case {case}: an Unhandled exit without a reason");
+                assert!(
+                    !why.is_empty(),
+                    "case {case}: an Unhandled exit without a reason"
+                );
                 unhandled += 1;
                 if std::env::var_os("IEM_RANDOM_CODE_VERBOSE").is_some() {
                     eprintln!("case {case}: unhandled: {why}");
