@@ -252,6 +252,13 @@ fn run_vbox(vm: &str, args: &RunArgs, log: Option<&std::path::Path>) -> anyhow::
             .map(|p| (p, mc.vrde_address.as_str())),
     )
     .map_err(anyhow::Error::msg)?;
+    // The .vbox's VNC password (VirtualBox's VNC extension pack property) when the
+    // environment gives none.
+    if let Some(vnc) = cfg.display.vnc.as_mut() {
+        if vnc.password.is_none() {
+            vnc.password = mc.vrde_password.clone();
+        }
+    }
     cfg.display.guest_additions = Some(cfg.guest_additions.handle.clone());
     cfg.guest_additions.shared_folders = shared_folders(args, &mc.shared_folders)?;
     cfg.guest_additions.clipboard = match mc.clipboard {

@@ -189,6 +189,9 @@ pub struct MachineConfig {
     pub vrde_ports: Option<String>,
     /// VRDE bind address when enabled (empty = all).
     pub vrde_address: String,
+    /// The VNC password VirtualBox's VNC extension pack takes from the VRDE property
+    /// `VNCPassword` (`VBoxManage modifyvm --vrdeproperty VNCPassword=...`).
+    pub vrde_password: Option<String>,
     /// Enabled network adapters.
     pub nics: Vec<NicConfig>,
     /// Pointing device.
@@ -358,6 +361,11 @@ impl MachineConfig {
                 .enabled
                 .then(|| hw.vrde.property("TCP/Ports").unwrap_or("3389").to_string()),
             vrde_address: hw.vrde.property("TCP/Address").unwrap_or("").to_string(),
+            vrde_password: hw
+                .vrde
+                .property("VNCPassword")
+                .filter(|p| !p.is_empty())
+                .map(str::to_string),
             nics: (0..hw.max_nics())
                 .map(|s| hw.adapter(s, file.settings_version()))
                 .filter(|a| a.enabled)

@@ -55,7 +55,7 @@
 //! `TcpServer(addr)`, `TcpClient(addr)`, `HostDevice(path)`), `storage`
 //! (controllers with attachments whose media are [`resolve::ResolvedMedium`]:
 //! leaf path, parent chain, format, type), `shared_folders`, `clipboard`,
-//! `dnd`, `graphics`/`vram_mib`/`monitors`, `vrde_ports`/`vrde_address`,
+//! `dnd`, `graphics`/`vram_mib`/`monitors`, `vrde_ports`/`vrde_address`/`vrde_password`,
 //! `nics` (model, parsed MAC, cable, attachment, NAT rules), `pointing`,
 //! `keyboard`, `saved_state`, `extra_data`.
 //!
