@@ -1,5 +1,6 @@
 //! The host memory behind guest RAM and ROM: one anonymous mapping, accessed only with
-//! bounds-checked copies. This is the only unsafe code of pgm.
+//! bounds-checked copies; and the process-wide memory barrier MMIO2 dirty tracking uses.
+//! This is the only unsafe code of pgm.
 
 use crate::{PgmError, Result};
 use std::sync::atomic::{AtomicU16, AtomicU32, AtomicU64, AtomicU8, Ordering};
@@ -139,6 +140,39 @@ impl Backing {
         };
         Ok(r)
     }
+}
+
+/// `membarrier(2)` commands (linux/membarrier.h).
+const MEMBARRIER_CMD_PRIVATE_EXPEDITED: libc::c_long = 1 << 3;
+const MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED: libc::c_long = 1 << 4;
+
+/// Register this process for [`process_barrier`]; false when the kernel cannot do it (then
+/// callers must not rely on it).
+pub(crate) fn process_barrier_register() -> bool {
+    // SAFETY: membarrier takes two integer arguments and touches no memory of ours.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED,
+            0 as libc::c_long,
+        )
+    };
+    r == 0
+}
+
+/// A full memory barrier on every thread of this process that is running now (an IPI per
+/// CPU); the others pass one when they are next scheduled. Only valid after
+/// [`process_barrier_register`] returned true; false if the kernel refused.
+pub(crate) fn process_barrier() -> bool {
+    // SAFETY: as in `process_barrier_register`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_membarrier,
+            MEMBARRIER_CMD_PRIVATE_EXPEDITED,
+            0 as libc::c_long,
+        )
+    };
+    r == 0
 }
 
 impl Drop for Backing {
