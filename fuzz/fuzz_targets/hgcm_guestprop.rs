@@ -4,41 +4,8 @@
 #![no_main]
 
 use hgcm::guestprop::GuestProperties;
-use hgcm::{Call, CancelToken, Param, Reply, Service};
+use hgcm::{Call, CancelToken, Reply, Service};
 use libfuzzer_sys::fuzz_target;
-
-fn params(mut d: &[u8]) -> (u32, Vec<Param>, &[u8]) {
-    let Some((&f, rest)) = d.split_first() else { return (0, vec![], d) };
-    d = rest;
-    let mut out = Vec::new();
-    let n = d.first().map(|b| b % 6).unwrap_or(0);
-    d = d.get(1..).unwrap_or_default();
-    for _ in 0..n {
-        let Some((&kind, rest)) = d.split_first() else { break };
-        d = rest;
-        match kind % 3 {
-            0 => {
-                let v = d.get(..4).map(|b| u32::from_le_bytes(b.try_into().unwrap())).unwrap_or(0);
-                d = d.get(4..).unwrap_or_default();
-                out.push(Param::U32(v));
-            }
-            1 => {
-                let v = d.get(..8).map(|b| u64::from_le_bytes(b.try_into().unwrap())).unwrap_or(0);
-                d = d.get(8..).unwrap_or_default();
-                out.push(Param::U64(v));
-            }
-            _ => {
-                let len = usize::from(d.first().copied().unwrap_or(0));
-                d = d.get(1..).unwrap_or_default();
-                let take = len.min(d.len());
-                out.push(Param::buf(d[..take].to_vec()));
-                d = &d[take..];
-            }
-        }
-    }
-    // Function numbers past the service's range are part of the input space.
-    (u32::from(f % 24), out, d)
-}
 
 fuzz_target!(|data: &[u8]| {
     let mut svc = GuestProperties::new();
@@ -52,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
         if d.is_empty() {
             break;
         }
-        let (f, p, rest) = params(d);
+        let (f, p, rest) = novabox_fuzz::hgcm_call(d, 24, 6);
         d = rest;
         let text = String::from_utf8_lossy(&d[..d.len().min(24)]).into_owned();
         match f {
