@@ -95,15 +95,37 @@ pub fn write_flags(f: u32) -> String {
 }
 
 /// `RTStrSimplePatternMatch` over `|`-separated alternatives; empty patterns match all.
+///
+/// Patterns come from the guest, so matching must not backtrack exponentially (a pattern
+/// of many `*` against a long non-matching name would stall the service thread): this is
+/// the greedy matcher that only ever returns to the last `*`, O(pattern × name).
 pub fn matches(patterns: &str, name: &str) -> bool {
     fn glob(p: &[u8], s: &[u8]) -> bool {
-        match (p.first(), s.first()) {
-            (None, None) => true,
-            (Some(b'*'), _) => glob(&p[1..], s) || (!s.is_empty() && glob(p, &s[1..])),
-            (Some(b'?'), Some(_)) => glob(&p[1..], &s[1..]),
-            (Some(a), Some(b)) if a == b => glob(&p[1..], &s[1..]),
-            _ => false,
+        let (mut pi, mut si) = (0, 0);
+        // Where to resume after the most recent `*`: (pattern index after it, name index).
+        let mut star: Option<(usize, usize)> = None;
+        while si < s.len() {
+            match p.get(pi) {
+                Some(b'*') => {
+                    pi += 1;
+                    star = Some((pi, si));
+                }
+                Some(&c) if c == b'?' || c == s[si] => {
+                    pi += 1;
+                    si += 1;
+                }
+                _ => match star {
+                    // Let the last `*` swallow one more byte and try again from there.
+                    Some((sp, ss)) => {
+                        pi = sp;
+                        si = ss + 1;
+                        star = Some((sp, ss + 1));
+                    }
+                    None => return false,
+                },
+            }
         }
+        p[pi..].iter().all(|&c| c == b'*')
     }
     patterns.is_empty()
         || patterns
@@ -646,6 +668,40 @@ mod tests {
         assert!(matches("/a/*|/b", "/b"));
         assert!(matches("/a/?", "/a/z"));
         assert!(!matches("/a/?", "/a/zz"));
+        assert!(matches("*", ""));
+        assert!(!matches("?", ""));
+        assert!(matches("/a/*/c*", "/a/b/x/cd"));
+        assert!(!matches("/a/*/c?", "/a/b/x/c"));
+    }
+
+    /// A guest-supplied pattern of many stars against a long name that does not match
+    /// must not backtrack exponentially (the old recursive matcher never returned here).
+    #[test]
+    fn many_stars_do_not_stall_the_service() {
+        let pattern = format!("{}X", "*".repeat(200));
+        let name = "/".repeat(MAX_NAME - 1);
+        assert!(!matches(&pattern, &name));
+        assert!(matches(&format!("{}/", "*".repeat(200)), &name));
+    }
+
+    /// The reference: dynamic programming over (pattern, name) prefixes.
+    fn matches_reference(p: &[u8], s: &[u8]) -> bool {
+        let mut m = vec![vec![false; s.len() + 1]; p.len() + 1];
+        m[0][0] = true;
+        for i in 1..=p.len() {
+            for j in 0..=s.len() {
+                m[i][j] = match p[i - 1] {
+                    b'*' => m[i - 1][j] || (j > 0 && m[i][j - 1]),
+                    b'?' => j > 0 && m[i - 1][j - 1],
+                    c => j > 0 && c == s[j - 1] && m[i - 1][j - 1],
+                };
+            }
+        }
+        m[p.len()][s.len()]
+    }
+
+    #[test]
+    fn flags_parse_and_print() {
         assert_eq!(parse_flags("transient,RDONLYHOST").unwrap(), 0xa);
         assert!(parse_flags("bogus").is_err());
         assert_eq!(
@@ -655,6 +711,13 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn glob_agrees_with_reference(p in "[ab*?]{0,12}", s in "[ab]{0,12}") {
+            // `|` is not in the alphabet, so one alternative; an empty pattern matches all.
+            let want = p.is_empty() || matches_reference(p.as_bytes(), s.as_bytes());
+            proptest::prop_assert_eq!(matches(&p, &s), want);
+        }
+
         #[test]
         fn random_calls_never_panic(f in 0u32..8, params in proptest::collection::vec(
             proptest::prop_oneof![
