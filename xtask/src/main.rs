@@ -2,6 +2,7 @@
 
 mod bench_boot;
 mod bench_cpu;
+mod bench_disk;
 mod bench_display;
 mod bench_exits;
 mod bench_media;
@@ -18,6 +19,7 @@ fn main() -> anyhow::Result<()> {
         Some("bench-exits") => bench_exits::run(rest),
         Some("bench-boot") => bench_boot::run(rest),
         Some("bench-cpu") => bench_cpu::run(rest),
+        Some("bench-disk") => bench_disk::run(rest),
         Some("bench-display") => bench_display::run(rest),
         Some("bench-media") => bench_media::run_bench(rest),
         Some("bench-vboxsf") => bench_vboxsf::run(rest),

@@ -49,6 +49,13 @@ pub struct RunArgs {
     /// .vbox's shared folders.
     #[arg(long = "sharedfolder", value_name = "NAME=HOSTPATH[,readonly]")]
     pub sharedfolder: Vec<String>,
+    /// With --kernel or --bios: attach this disk image (VDI, VMDK, VHD, raw) as the first
+    /// hard disk of a --disk-controller; repeatable (next port, or IDE position).
+    #[arg(long = "disk", value_name = "FILE", conflicts_with = "vm")]
+    pub disk: Vec<PathBuf>,
+    /// The controller --disk images hang on: ahci (VirtualBox's AHCI), piix3 or piix4 (IDE).
+    #[arg(long, value_name = "KIND", default_value = "ahci", value_parser = ["ahci", "piix3", "piix4"])]
+    pub disk_controller: String,
 }
 
 /// Run a VM; returns the process exit code. `log` is the --log option.
@@ -94,6 +101,7 @@ pub fn run(args: RunArgs, log: Option<&std::path::Path>) -> anyhow::Result<i32> 
         .map_err(anyhow::Error::msg)?;
     cfg.display.guest_additions = Some(cfg.guest_additions.handle.clone());
     cfg.guest_additions.shared_folders = shared_folders(&args, &[])?;
+    cfg.storage = disk_storage(&args.disk, &args.disk_controller);
     if args.debugcon {
         cfg.debugcon = Some(Box::new(std::io::stderr()));
     }
@@ -103,6 +111,37 @@ pub fn run(args: RunArgs, log: Option<&std::path::Path>) -> anyhow::Result<i32> 
         bios: bios.as_deref(),
     };
     run_to_end(cfg, &inputs, &log_path)
+}
+
+/// The `--disk` images on one controller of the `--disk-controller` kind: SATA ports 0, 1,
+/// ... on AHCI; primary master, primary slave, secondary master, ... on IDE.
+fn disk_storage(disks: &[PathBuf], kind: &str) -> glue::wiring_storage::Config {
+    use glue::wiring_storage::{Attachment, Config, Controller, ControllerKind};
+    let (kind, name, ide) = match kind {
+        "piix3" => (ControllerKind::Piix3, "IDE", true),
+        "piix4" => (ControllerKind::Piix4, "IDE", true),
+        _ => (ControllerKind::Ahci, "SATA", false),
+    };
+    if disks.is_empty() {
+        return Config::default();
+    }
+    let attachments = (0u32..)
+        .zip(disks)
+        .map(|(i, p)| match ide {
+            true => Attachment::disk(i / 2, i % 2, p),
+            false => Attachment::disk(i, 0, p),
+        })
+        .collect::<Vec<_>>();
+    Config {
+        controllers: vec![Controller {
+            name: name.into(),
+            kind,
+            port_count: (attachments.len() as u32).max(1),
+            bootable: true,
+            attachments,
+        }],
+        boot_order: Vec::new(),
+    }
 }
 
 /// Where `run --kernel` / `run --bios` log without --log.
