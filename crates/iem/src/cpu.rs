@@ -11,10 +11,14 @@ use sup::state::{cr0, efer};
 use sup::{CpuidEntry, Segment, VcpuState, VmExit};
 
 /// An exception to raise (vector and optional error code).
+///
+/// Every error code the interpreter raises fits in 16 bits (selector-based codes and #PF's
+/// bits), and keeping it at 16 bits keeps [`R<()>`] within 8 bytes, so instruction handlers
+/// return it in a register rather than through memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Fault {
     pub vector: u8,
-    pub code: Option<u32>,
+    pub code: Option<u16>,
 }
 
 /// Why an instruction did not complete.
@@ -34,6 +38,9 @@ impl From<Fault> for Stop {
 
 /// Result of an instruction step.
 pub(crate) type R<T> = Result<T, Stop>;
+
+// Handlers return `R<()>` on every instruction: it must stay small enough for a register.
+const _: () = assert!(std::mem::size_of::<R<()>>() <= 8);
 
 /// Exception vectors.
 #[allow(dead_code)]
@@ -60,9 +67,10 @@ pub(crate) mod vec {
 /// Build a fault with an error code.
 #[inline]
 pub(crate) fn fault(vector: u8, code: u32) -> Stop {
+    debug_assert!(code <= 0xffff, "error code {code:#x} wider than 16 bits");
     Stop::Fault(Fault {
         vector,
-        code: Some(code),
+        code: Some(code as u16),
     })
 }
 

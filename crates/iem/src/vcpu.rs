@@ -123,7 +123,7 @@ impl IemVcpu {
         self.stats.events += 1;
         for _ in 0..3 {
             let code = if has_error_code(cur.vector) {
-                Some(cur.code.unwrap_or(0))
+                Some(u32::from(cur.code.unwrap_or(0)))
             } else {
                 None
             };
