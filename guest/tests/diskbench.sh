@@ -27,9 +27,18 @@ sectors=$(cat /sys/block/sda/size)
 [ "$sectors" -ge $((mib * 2048)) ] || fail "$dev has $sectors sectors, less than $mib MiB"
 echo "diskbench: $dev $sectors sectors, model $(cat /sys/block/sda/device/model 2>/dev/null), driver $drv"
 
+# Where the guest's time and interrupts went in a phase (user/nice/system/idle/iowait/irq/
+# softirq jiffies, then every interrupt line): the cross-check for an emulator's per-request
+# cost, printed as `diskbench-stat` lines the host does not parse.
+stat() {
+    echo "diskbench-stat $1 cpu $(head -n 1 /proc/stat | cut -d' ' -f3-9) ctxt $(grep ^ctxt /proc/stat | cut -d' ' -f2)"
+    grep -E 'ahci|ata|timer|LOC|RES|CAL|TLB|ttyS|SPU' /proc/interrupts | tr -s ' ' | sed "s/^/diskbench-stat $1 irq/"
+}
 phase() {
     echo "NOVABOX-BENCH-BEGIN $1"
+    stat "before-$1"
     diskbench "$@" || fail "diskbench $*"
+    stat "after-$1"
     echo "NOVABOX-BENCH-END $1"
 }
 phase write $dev "$mib"

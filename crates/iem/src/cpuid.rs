@@ -13,6 +13,8 @@ pub struct Features {
     pub leaf1_edx: u32,
     /// CPUID.7.0:EBX.
     pub leaf7_ebx: u32,
+    /// CPUID.7.0:EDX.
+    pub leaf7_edx: u32,
     /// CPUID.80000001h:ECX.
     pub ext1_ecx: u32,
     /// CPUID.80000001h:EDX.
@@ -50,6 +52,33 @@ pub mod ecx1 {
     pub const HYPERVISOR: u32 = 1 << 31;
 }
 
+/// CPUID.7.0:EDX bits.
+pub mod edx7 {
+    #![allow(missing_docs)]
+    pub const ARCH_CAPABILITIES: u32 = 1 << 29;
+}
+
+/// IA32_ARCH_CAPABILITIES (MSR 10Ah) as the interpreter reports it: every "not affected"
+/// bit for the speculative-execution flaws, which is simply true of an interpreter (it
+/// never executes guest code speculatively). It matters for speed as much as for honesty:
+/// without RDCL_NO an Intel-signature guest kernel turns on page-table isolation (two CR3
+/// loads and a TLB refill per system call and interrupt) and without MDS_NO a buffer-
+/// clearing VERW on every return to user mode, which QEMU's default AMD-signature CPU
+/// never pays. No control bits (eIBRS, FB_CLEAR_CTRL) are claimed: their MSRs do not exist.
+pub const ARCH_CAPABILITIES: u64 = (1 << 0) // RDCL_NO: no Meltdown, no L1TF
+    | (1 << 4) // SSB_NO
+    | (1 << 5) // MDS_NO
+    | (1 << 6) // PSCHANGE_MC_NO: no iTLB multihit
+    | (1 << 8) // TAA_NO
+    | (1 << 13) // SBDR_SSDP_NO
+    | (1 << 14) // FBSDP_NO
+    | (1 << 15) // PSDP_NO: with the two above, no MMIO stale data
+    | (1 << 20) // BHI_NO
+    | (1 << 24) // PBRSB_NO
+    | (1 << 26) // GDS_NO
+    | (1 << 27) // RFDS_NO
+    | (1 << 62); // ITS_NO
+
 /// CPUID.80000001h bits.
 pub mod ext1 {
     #![allow(missing_docs)]
@@ -86,6 +115,7 @@ pub fn supported_features() -> Features {
             | SSE
             | SSE2,
         leaf7_ebx: 0,
+        leaf7_edx: edx7::ARCH_CAPABILITIES,
         ext1_ecx: ext1::LAHF_LM,
         ext1_edx: ext1::SYSCALL | ext1::NX | ext1::RDTSCP | ext1::LM,
     }
@@ -130,6 +160,8 @@ pub fn default_table() -> Vec<CpuidEntry> {
             function: 7,
             index: 0,
             indexed: true,
+            ebx: f.leaf7_ebx,
+            edx: f.leaf7_edx,
             ..CpuidEntry::default()
         },
         e(0x8000_0000, 0x8000_0008, 0, 0, 0),

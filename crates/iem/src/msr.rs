@@ -10,6 +10,7 @@ pub(crate) mod n {
     pub const APIC_BASE: u32 = 0x1b;
     pub const FEATURE_CONTROL: u32 = 0x3a;
     pub const BIOS_SIGN_ID: u32 = 0x8b;
+    pub const ARCH_CAPABILITIES: u32 = 0x10a;
     pub const MTRRCAP: u32 = 0xfe;
     pub const SYSENTER_CS: u32 = 0x174;
     pub const SYSENTER_ESP: u32 = 0x175;
@@ -49,6 +50,14 @@ impl Cpu {
             n::BIOS_SIGN_ID => *self.msrs.get(&m).unwrap_or(&0),
             n::APIC_BASE => s.apic_base,
             n::MTRRCAP => 0x508, // 8 variable ranges, fixed ranges, write-combining
+            // Present only when CPUID.7.0:EDX says so, as on hardware.
+            n::ARCH_CAPABILITIES
+                if sup::cpuid::lookup(&self.cpuid, 7, 0)[3]
+                    & crate::cpuid::edx7::ARCH_CAPABILITIES
+                    != 0 =>
+            {
+                crate::cpuid::ARCH_CAPABILITIES
+            }
             n::SYSENTER_CS => s.msrs.sysenter_cs,
             n::SYSENTER_ESP => s.msrs.sysenter_esp,
             n::SYSENTER_EIP => s.msrs.sysenter_eip,
@@ -131,5 +140,32 @@ impl Cpu {
             _ => return Err(gp0()),
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn cpu() -> Cpu {
+        let mem = Arc::new(pgm::GuestMemory::new(pgm::MemoryLayout::pc(1 << 20).unwrap()).unwrap());
+        Cpu::new(0, mem, sup::state::VcpuState::default())
+    }
+
+    #[test]
+    fn arch_capabilities_follows_cpuid() {
+        let mut c = cpu();
+        let v = c.rdmsr(n::ARCH_CAPABILITIES).ok().unwrap();
+        assert_eq!(v, crate::cpuid::ARCH_CAPABILITIES);
+        assert_ne!(v & 1, 0, "RDCL_NO: a guest needs no page-table isolation");
+        assert!(c.wrmsr(n::ARCH_CAPABILITIES, 0).is_err(), "read-only");
+        for e in c.cpuid.iter_mut().filter(|e| e.function == 7) {
+            e.edx &= !crate::cpuid::edx7::ARCH_CAPABILITIES;
+        }
+        assert!(
+            c.rdmsr(n::ARCH_CAPABILITIES).is_err(),
+            "#GP when CPUID hides it"
+        );
     }
 }
