@@ -1,6 +1,6 @@
 //! The interpreter vCPU: sup's `Vcpu` implemented by the block-execution loop.
 
-use crate::cpu::{vec, Cpu, Fault, MmioAccess, Stop};
+use crate::cpu::{vec, Cpu, Fault, MmioAccess, Stop, R};
 use crate::event::{class, has_error_code, Class, Ev};
 use crate::flags::fl;
 use crate::icache::{self, Block, BlockCache};
@@ -299,12 +299,50 @@ impl IemVcpu {
         let mut n = 0u64;
         let mut flow = Flow::Continue;
         let ip_mask = c.ip_mask();
-        for (i, op) in ops.iter().enumerate() {
+        // Phase 1 (64-bit code, no single-stepping): run the leading fast instructions with
+        // the least bookkeeping. Only the last instruction of a block can branch (decoding
+        // ends a block after any control transfer), and fast handlers other than branches
+        // do not read RIP, so these need neither RIP nor `delta` updated per instruction:
+        // `delta` is the same for the whole block (RIP cannot wrap in 64-bit mode) and RIP
+        // is set once, for the instruction phase 2 continues with.
+        let mut start = 0usize;
+        let mut pending: Option<R<()>> = None;
+        if !single && ip_mask == u64::MAX {
+            if let Some(first) = ops.first() {
+                let delta = c.s.rip.wrapping_sub(u64::from(first.ip));
+                c.delta = delta;
+                let last = ops.len() - 1;
+                while start < last {
+                    let op = &ops[start];
+                    let Some(f) = op.handler() else {
+                        break;
+                    };
+                    let r = f(c, op);
+                    if r.is_err() || c.smc {
+                        // Completed (or failed) by phase 2 below, without running it again.
+                        pending = Some(r);
+                        break;
+                    }
+                    start += 1;
+                }
+                n = start as u64;
+                c.s.rip = u64::from(ops[start].ip).wrapping_add(delta);
+            }
+        }
+        // Phase 2: the rest, one instruction at a time with RIP maintained.
+        for (i, op) in ops.iter().enumerate().skip(start) {
             let rip = c.s.rip;
             c.delta = rip.wrapping_sub(u64::from(op.ip));
             let next = rip.wrapping_add(u64::from(op.len)) & ip_mask;
             c.s.rip = next;
             let (r, wq) = match op.handler() {
+                // Phase 1 ran this one already; fast paths queue MMIO writes only when they
+                // succeed.
+                _ if pending.is_some() => {
+                    c.start_rip = rip;
+                    c.next_rip = next;
+                    (pending.take().unwrap_or(Ok(())), c.mmio_wq.len())
+                }
                 // A fast path sets no exit, shadow or end-of-block request, and reports a
                 // code write or a queued MMIO write in `smc`: the common case needs one check.
                 // Fast paths find the next instruction's address in `c.s.rip` on entry and

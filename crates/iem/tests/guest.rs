@@ -520,3 +520,80 @@ fn page_fault_with_null_ss_maps_on_demand_and_retries() {
     assert_eq!(m.port(0xe7), vec![0], "IRETQ reloaded the null SS");
     assert_eq!(m.port(0xe8), vec![0x80008], "IRETQ restored RSP");
 }
+
+/// Long straight-line blocks in 64-bit mode, where the interpreter runs the leading fast
+/// instructions without per-instruction RIP bookkeeping: a #PF, an MMIO read, an MMIO
+/// write and a write to the block's own code in the middle of a block each stop it at the
+/// right instruction, the instructions before it take effect exactly once, and the
+/// retired-instruction count is exact.
+#[test]
+fn mid_block_faults_exits_and_code_writes_in_64_bit_blocks() {
+    let mut m = Machine::long(
+        r#"
+        mov rbx, 0xfee00000
+        mov edx, 0x1ff0c0c
+        xor r8d, r8d
+        xor r9d, r9d
+        xor r10d, r10d
+        xor r11d, r11d
+        lea rdi, [rip + patch]
+        add r8, 1
+        add r8, 2
+        mov ecx, [rdx]               # #PF (not present), handled, retried
+        add r8, 4
+        add r9, 1
+        mov dword ptr [rbx + 0x80], 0x77   # MMIO write exit
+        add r9, 2
+        mov eax, [rbx + 0x20]        # MMIO read exit
+        add r9, 4
+        add r10, 1
+        mov byte ptr [rdi + 3], 0x40 # patch the imm8 below in this very block
+        add r10, 2
+    patch:
+        add r11, 0x10                # 49 83 C3 10 -> 49 83 C3 40
+        add r10, 4
+        mov eax, r8d
+        out 0xe0, eax
+        mov eax, r9d
+        out 0xe1, eax
+        mov eax, r10d
+        out 0xe2, eax
+        mov eax, r11d
+        out 0xe3, eax
+        mov eax, ecx
+        out 0xe4, eax
+        hlt
+        .org 0x400
+    pf_handler:
+        add rsp, 8                   # error code
+        inc r12
+        mov rax, 0x1e00087           # map the 2 MiB page again
+        mov [0x12078], rax
+        invlpg [rdx]
+        iretq
+    "#,
+        0x100000,
+    );
+    m.mem.write_le::<4>(0x1ff_0c0c, 0x5244_5358).unwrap();
+    m.mem.write_le::<8>(0x12000 + 0xf * 8, 0).unwrap();
+    idt_entry64(&m.mem, 14, 0x100400, 0, 0);
+    m.mmio.insert(0xfee0_0020, 0x1234);
+    assert_eq!(m.run(), VmExit::Hlt);
+    assert_eq!(m.port(0xe0), vec![7]);
+    assert_eq!(m.port(0xe1), vec![7]);
+    assert_eq!(m.port(0xe2), vec![7]);
+    assert_eq!(
+        m.port(0xe3),
+        vec![0x40],
+        "the patched immediate was executed"
+    );
+    assert_eq!(m.port(0xe4), vec![0x5244_5358]);
+    assert_eq!(m.mmio_writes, vec![(0xfee0_0080, 0x77, 4)]);
+    assert_eq!(m.mmio_reads, vec![(0xfee0_0020, 4)]);
+    let s = m.state();
+    assert_eq!(s.gpr[12], 1, "one #PF");
+    assert_eq!(s.gpr[0], 0x5244_5358);
+    // 32 instructions up to and including HLT (the faulting load counted once), plus the
+    // 6 of the #PF handler.
+    assert_eq!(m.vcpu.stats().instructions, 32 + 6);
+}
