@@ -8,15 +8,83 @@
 //! raises the HGCM event. A request is either completed or cancelled, never both: both
 //! paths take it out of the pending table under one lock, and only the one that finds it
 //! there acts.
+//!
+//! Unlike VirtualBox, the vCPU that wrote the port then waits a short, bounded time
+//! (`VmmDevConfig::hgcm_sync_wait`, default [`SYNC_WAIT`]) for the service: a call that finishes within it (most shared-folder
+//! reads and writes) is returned completed (`rc = VINF_SUCCESS`, DONE set) from the port
+//! write itself and raises no event, which spares the guest the interrupt, the wake-up of
+//! the waiting thread and its scheduling: the guest drivers treat any rc other than
+//! VINF_HGCM_ASYNC_EXECUTE as "already done". A slower call (a notification wait) falls
+//! back to the asynchronous path unchanged.
 
 use super::bytes::*;
 use super::consts::{event, req, *};
 use super::Core;
 use hgcm::status::*;
 use hgcm::{CancelToken, Completion, Direction, Param, Reply};
+use parking_lot::{Condvar, Mutex};
 use std::sync::Arc;
+use std::time::Duration;
 
 const PAGE: u64 = 4096;
+/// How long the submitting vCPU waits for an HGCM call before leaving it asynchronous
+/// (the default of `VmmDevConfig::hgcm_sync_wait`):
+/// long enough for a service thread to wake and do a page of file I/O on a busy host,
+/// short enough that a long-polling call costs the vCPU next to nothing.
+pub(super) const SYNC_WAIT: Duration = Duration::from_micros(500);
+
+/// The submitting vCPU's wait for its call, while its port write is still in progress.
+struct SyncWait {
+    state: Mutex<WaitState>,
+    cv: Condvar,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitState {
+    /// The vCPU is waiting: a completion now is synchronous (no event).
+    Waiting,
+    /// Completed while the vCPU waited.
+    Completed,
+    /// The vCPU returned VINF_HGCM_ASYNC_EXECUTE: a completion raises the event.
+    GaveUp,
+}
+
+impl SyncWait {
+    fn new() -> Arc<SyncWait> {
+        Arc::new(SyncWait {
+            state: Mutex::new(WaitState::Waiting),
+            cv: Condvar::new(),
+        })
+    }
+
+    /// Wait up to `limit` for the completion: true when it came (the call is done and no
+    /// event was raised), false when the call was left to complete asynchronously.
+    fn finish(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let mut s = self.state.lock();
+        while *s == WaitState::Waiting {
+            if self.cv.wait_until(&mut s, deadline).timed_out() {
+                break;
+            }
+        }
+        if *s == WaitState::Completed {
+            return true;
+        }
+        *s = WaitState::GaveUp;
+        false
+    }
+
+    /// Called by the completion: true when the waiting vCPU takes it (no event needed).
+    fn completed(&self) -> bool {
+        let mut s = self.state.lock();
+        if *s == WaitState::Waiting {
+            *s = WaitState::Completed;
+            self.cv.notify_one();
+            return true;
+        }
+        false
+    }
+}
 /// Bytes of HGCM buffers the guest may have in flight at once (all calls together), so
 /// a hostile guest cannot make the host allocate without bound.
 pub(super) const MAX_IN_FLIGHT: u64 = 512 << 20;
@@ -275,6 +343,8 @@ struct Done {
     gpa: u64,
     token: CancelToken,
     kind: Kind,
+    /// Set for calls whose submitting vCPU waits a little (see [`SYNC_WAIT`]).
+    sync: Option<Arc<SyncWait>>,
 }
 
 impl Completion for Done {
@@ -300,6 +370,9 @@ impl Completion for Done {
         let _ = mem.write(self.gpa + 28, &reply.result.to_le_bytes());
         let flags = mem.read_le::<4>(self.gpa + 24).unwrap_or(0) as u32;
         let _ = mem.write(self.gpa + 24, &(flags | HGCM_REQ_DONE).to_le_bytes());
+        if self.sync.as_ref().is_some_and(|w| w.completed()) {
+            return;
+        }
         self.core.raise(event::HGCM);
     }
 }
@@ -366,6 +439,7 @@ pub(super) fn handle(core: &Arc<Core>, gpa: u64, b: &[u8], requestor: u32) {
             gpa,
             token,
             kind,
+            sync: None,
         })
     };
     match rtype {
@@ -419,16 +493,32 @@ pub(super) fn handle(core: &Arc<Core>, gpa: u64, b: &[u8], requestor: u32) {
                 origins,
                 ..
             } = call;
-            if let Err(rc) = core.hgcm.call(
+            let wait = SyncWait::new();
+            let completion = Box::new(Done {
+                core: core.clone(),
+                gpa,
+                token: token.clone(),
+                kind: Kind::Call(origins),
+                sync: Some(wait.clone()),
+            });
+            match core.hgcm.call(
                 client,
                 function,
                 params,
                 requestor,
                 token.clone(),
-                done(token.clone(), Kind::Call(origins)),
+                completion,
             ) {
-                abandon(core, gpa, &token);
-                write_rc(core, gpa, rc);
+                Ok(()) => {
+                    if wait.finish(core.cfg.hgcm_sync_wait) {
+                        write_rc(core, gpa, VINF_SUCCESS);
+                    }
+                }
+                Err(rc) => {
+                    wait.finish(Duration::ZERO);
+                    abandon(core, gpa, &token);
+                    write_rc(core, gpa, rc);
+                }
             }
         }
         req::HGCM_CANCEL => {

@@ -108,7 +108,14 @@ pub struct VmmDevConfig {
     pub allow_guest_save_state: bool,
     /// Guest power requests go here (None: refused with VERR_NOT_SUPPORTED).
     pub power: Option<PowerFn>,
+    /// How long the vCPU submitting an HGCM call waits for it to finish before the call
+    /// goes asynchronous (default [`HGCM_SYNC_WAIT`]; zero: always asynchronous, as
+    /// VirtualBox).
+    pub hgcm_sync_wait: std::time::Duration,
 }
+
+/// The default [`VmmDevConfig::hgcm_sync_wait`].
+pub const HGCM_SYNC_WAIT: std::time::Duration = hgcm_req::SYNC_WAIT;
 
 impl std::fmt::Debug for VmmDevConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -135,6 +142,7 @@ impl Default for VmmDevConfig {
             host_time_ms: Arc::new(system_time_ms),
             allow_guest_save_state: true,
             power: None,
+            hgcm_sync_wait: HGCM_SYNC_WAIT,
         }
     }
 }

@@ -51,7 +51,12 @@ impl Service for Echo {
 
 use hgcm::Param;
 
+/// A VMMDev with the Echo service, HGCM calls always asynchronous (VirtualBox's way).
 fn rig() -> Rig {
+    rig_with_sync_wait(Duration::ZERO)
+}
+
+fn rig_with_sync_wait(wait: Duration) -> Rig {
     let mem = Arc::new(GuestMemory::new(MemoryLayout::pc(16 << 20).unwrap()).unwrap());
     let line = Arc::new(AtomicBool::new(false));
     let l = line.clone();
@@ -63,6 +68,7 @@ fn rig() -> Rig {
     host.register(Box::new(Echo::default())).unwrap();
     let cfg = VmmDevConfig {
         host_time_ms: Arc::new(system_time_ms),
+        hgcm_sync_wait: wait,
         ..VmmDevConfig::default()
     };
     let dev = VmmDev::new(cfg, mem.clone(), irq, Some(Arc::new(host)));
@@ -550,6 +556,64 @@ fn hgcm_call_page_list_round_trip_64_and_32() {
         assert_eq!(read_scattered(&r, buf, data.len()), rev);
         assert_eq!(r.rc(0x20_1000), VINF_HGCM_ASYNC_EXECUTE, "rc stays 2903");
     }
+}
+
+/// With a sync wait, a call the service finishes in time comes back completed from the
+/// port write (rc 0, DONE, results written) and raises no HGCM event; a call the service
+/// parks goes asynchronous after the wait and raises the event when it completes.
+#[test]
+fn hgcm_call_completes_synchronously_within_the_wait() {
+    // Generous: the check is the protocol, not the host's thread wake-up time.
+    let r = rig_with_sync_wait(Duration::from_secs(5));
+    r.linux_init();
+    let (_, client) = r.connect(0x20_0000, "Echo");
+    r.ack();
+    let data: Vec<u8> = (0..100u8).collect();
+    let g = 0x20_1000;
+    build_call(&r, g, true, client, 1, 0x30_0f00, &data);
+    assert_eq!(r.submit(g), VINF_SUCCESS);
+    assert_ne!(
+        r.u32(g + 24) & HGCM_REQ_DONE,
+        0,
+        "DONE before the port write returns"
+    );
+    assert_eq!(r.u32(g + 28), 0, "result");
+    let mut rev = data.clone();
+    rev.reverse();
+    assert_eq!(read_scattered(&r, 0x30_0f00, data.len()), rev);
+    assert_eq!(
+        r.ack() & event::HGCM,
+        0,
+        "no event for a synchronous completion"
+    );
+    assert!(!r.line.load(Ordering::SeqCst), "no interrupt");
+    assert_eq!(r.dev.pending_hgcm(), 0);
+
+    let r = rig_with_sync_wait(Duration::from_millis(20));
+    r.linux_init();
+    let (_, client) = r.connect(0x20_0000, "Echo");
+    r.ack();
+    build_call(&r, g, true, client, 2, 0x30_0f00, &data);
+    let t = Instant::now();
+    assert_eq!(r.submit(g), VINF_HGCM_ASYNC_EXECUTE, "parked: asynchronous");
+    assert!(
+        t.elapsed() >= Duration::from_millis(20),
+        "waited the configured time"
+    );
+    assert_eq!(r.u32(g + 24) & HGCM_REQ_DONE, 0);
+    let host = r.dev.core.hgcm.clone();
+    host.with_service::<Echo, _>("Echo", |e| {
+        for c in e.parked.drain(..) {
+            c.complete(0);
+        }
+    })
+    .unwrap();
+    r.wait_done(g);
+    assert_ne!(
+        r.ack() & event::HGCM,
+        0,
+        "the late completion raises the event"
+    );
 }
 
 #[test]
