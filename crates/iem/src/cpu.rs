@@ -162,6 +162,9 @@ pub(crate) struct Cpu {
     /// The current instruction wrote the code page of its block or queued an MMIO write:
     /// the block ends after it (the one flag the fast loop checks besides RIP).
     pub smc: bool,
+    /// Instructions retired by the current fast handler beyond the one it stands for (a
+    /// fused compare-and-branch retires two); the execution loop adds and clears it.
+    pub retired_extra: u64,
     /// rip - instruction.ip(): relocates decoded branch targets and RIP-relative operands.
     pub delta: u64,
     /// Address of the next instruction.
@@ -208,6 +211,7 @@ impl Cpu {
             set_shadow: false,
             code_page: u64::MAX,
             smc: false,
+            retired_extra: 0,
             delta: 0,
             next_rip: 0,
             start_rip: 0,

@@ -116,6 +116,7 @@ const PHYS_MASK: u64 = 0x000f_ffff_ffff_f000;
 /// of a dozen cycles on every guest byte/word/dword load).
 #[inline(always)]
 fn read_backing(mem: &pgm::GuestMemory, o: u64, size: usize) -> R<u64> {
+    #[inline(always)]
     fn rd<const N: usize>(mem: &pgm::GuestMemory, o: u64) -> R<[u8; N]> {
         let mut b = [0u8; N];
         mem.backing_read(o, &mut b).map_err(|_| gp0())?;

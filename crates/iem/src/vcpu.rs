@@ -261,10 +261,20 @@ impl IemVcpu {
             None
         };
         self.stats.blocks_decoded += 1;
-        let ops = instrs
+        let mut ops: Vec<_> = instrs
             .iter()
             .map(|i| crate::exec::fast::compile(i, c.bits))
             .collect();
+        // A block ending in a compare and a Jcc runs the pair as one op (the block's ops
+        // are then one shorter than its instructions).
+        if let [.., a, b] = instrs.as_slice() {
+            if let Some(f) = crate::exec::fast::compile_fused(a, b, c.bits) {
+                ops.pop();
+                if let Some(last) = ops.last_mut() {
+                    *last = f;
+                }
+            }
+        }
         Ok(self.cache.insert(
             k,
             Block {
@@ -423,6 +433,7 @@ impl IemVcpu {
                     c.set_shadow = false;
                     c.exit = None;
                     c.s.events.interrupt_shadow = false;
+                    n += std::mem::take(&mut c.retired_extra);
                     self.stats.instructions += n;
                     *budget = budget.saturating_sub(n);
                     return match self.raise(f) {
@@ -434,6 +445,7 @@ impl IemVcpu {
         }
         c.end_block = false;
         c.smc = false;
+        n += std::mem::take(&mut c.retired_extra);
         self.stats.instructions += n;
         *budget = budget.saturating_sub(n.max(1));
         flow

@@ -286,6 +286,53 @@ fn cases() -> Vec<(&'static str, Class)> {
         ("fldcw word ptr [r8 + 88]\nfld qword ptr [r8 + 40]\nfrndint\nfstp qword ptr [r8 + 40]\nmovdqu xmm0, [r8 + 40]", X87),
         ("fldcw word ptr [r8 + 88]\nfld1\nfldz\nfxch\nfsubp st(1), st\nfstp qword ptr [r8 + 40]\nmovdqu xmm0, [r8 + 40]", X87),
     ]
+    .into_iter()
+    .chain(branch_cases())
+    .collect()
+}
+
+/// Compare-and-branch pairs (the interpreter runs a block's final flag-setting instruction
+/// and Jcc as one fused op): the branch outcome lands in RCX.
+fn branch_cases() -> Vec<(&'static str, Class)> {
+    use Class::*;
+    const ALL: &[&str] = &[
+        "o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g",
+    ];
+    const SOME: &[&str] = &["o", "b", "e", "be", "s", "p", "l", "le"];
+    let forms: &[(&str, Class, &[&str])] = &[
+        ("cmp rax, rbx", Alu, ALL),
+        ("cmp eax, ebx", Alu, SOME),
+        ("cmp ax, bx", Alu, SOME),
+        ("cmp al, bl", Alu, SOME),
+        ("cmp eax, 0x7f", Alu, SOME),
+        ("cmp rax, -3", Alu, SOME),
+        ("cmp rax, [r8 + 40]", Alu, SOME),
+        ("cmp [r8 + 44], ebx", Alu, SOME),
+        ("cmp word ptr [r8 + 40], 0x1234", Alu, SOME),
+        ("test rax, rbx", Logic, SOME),
+        ("test al, 0x81", Logic, SOME),
+        ("test dword ptr [r8 + 40], 0x80000001", Logic, SOME),
+        ("sub rax, rbx", Alu, SOME),
+        ("add eax, ebx", Alu, SOME),
+        ("adc rax, rbx", Alu, SOME),
+        ("sbb al, bl", Alu, SOME),
+        ("and eax, ebx", Logic, SOME),
+        ("xor rax, rbx", Logic, SOME),
+        ("or ax, 0x100", Logic, SOME),
+        ("add rax, [r8 + 40]", Alu, SOME),
+        ("dec edx", Alu, SOME),
+        ("inc al", Alu, SOME),
+        ("dec rdx", Alu, SOME),
+        ("inc ax", Alu, SOME),
+    ];
+    let mut v = Vec::new();
+    for (ins, class, ccs) in forms {
+        for cc in *ccs {
+            let s = format!("mov ecx, 0\n{ins}\nj{cc} 1f\nmov ecx, 1\n1:");
+            v.push((&*Box::leak(s.into_boxed_str()), *class));
+        }
+    }
+    v
 }
 
 const PROLOGUE: &str = "push qword ptr [r8 + 32]\npopfq\nmov rax, [r8]\nmov rbx, [r8 + 8]\nmov rcx, [r8 + 16]\nmov rdx, [r8 + 24]\nmovdqu xmm0, [r8 + 40]\nmovdqu xmm1, [r8 + 56]\n";

@@ -597,3 +597,29 @@ fn mid_block_faults_exits_and_code_writes_in_64_bit_blocks() {
     // 6 of the #PF handler.
     assert_eq!(m.vcpu.stats().instructions, 32 + 6);
 }
+
+/// Compare-and-branch pairs at the end of blocks run fused but retire as two instructions:
+/// the count stays exact, with taken and not-taken branches.
+#[test]
+fn fused_compare_and_branch_counts_both_instructions() {
+    let mut m = Machine::long(
+        r#"
+        mov ecx, 100
+        xor eax, eax
+    1:  add eax, 1
+        cmp eax, 50
+        jb 2f
+        add ebx, 1
+    2:  dec ecx
+        jnz 1b
+        mov eax, ebx
+        out 0xe0, eax
+        hlt
+    "#,
+        0x100000,
+    );
+    assert_eq!(m.run(), VmExit::Hlt);
+    assert_eq!(m.port(0xe0), vec![51]);
+    // 2 + 100 * 5 + 51 (the ADD when not below) + 3.
+    assert_eq!(m.vcpu.stats().instructions, 2 + 500 + 51 + 3);
+}

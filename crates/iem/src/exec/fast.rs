@@ -58,6 +58,8 @@ pub(crate) struct Uop {
     imm: u64,
     /// Branch target mask (by the branch operand size).
     tmask: u64,
+    /// Branch target of a fused compare-and-branch (see [`compile_fused`]).
+    t: u64,
     m: Mem,
     /// Destination (or only) register.
     d: u8,
@@ -69,6 +71,8 @@ pub(crate) struct Uop {
     size: u8,
     /// Length of the instruction in bytes.
     pub len: u8,
+    /// Length of the fused Jcc of a compare-and-branch.
+    len2: u8,
     /// The decoded instruction's IP (its offset in the page the block was decoded from).
     pub ip: u16,
 }
@@ -92,12 +96,14 @@ impl Uop {
         f: None,
         imm: 0,
         tmask: u64::MAX,
+        t: 0,
         m: NO_MEM,
         d: 0,
         s: 0,
         cc: 0,
         size: 8,
         len: 0,
+        len2: 0,
         ip: 0,
     };
 
@@ -308,6 +314,82 @@ pub(crate) fn compile(ins: &Instruction, bits: u32) -> Uop {
         ip: ins.ip() as u16,
         ..compile_inner(ins, bits).unwrap_or(Uop::SLOW)
     }
+}
+
+/// Operand forms of the flag-setting half of a fused compare-and-branch.
+const F_RR: u8 = 0;
+const F_RI: u8 = 1;
+const F_RM: u8 = 2;
+const F_MR: u8 = 3;
+const F_MI: u8 = 4;
+
+/// Pick the fused handler for an ALU operation, operand size and form.
+macro_rules! fused_by_form {
+    ($op:expr, $sz:expr, $form:expr) => {
+        match $form {
+            F_RR => by_op!(fused_rr, $op, $sz),
+            F_RI => by_op!(fused_ri, $op, $sz),
+            F_RM => by_op!(fused_rm, $op, $sz),
+            F_MR => by_op!(fused_mr, $op, $sz),
+            _ => by_op!(fused_mi, $op, $sz),
+        }
+    };
+}
+
+/// Compile a block's last two instructions, a flag-setting ALU instruction `a` followed by
+/// a Jcc `b`, into one `Uop` that runs both (one dispatch instead of two, and the branch
+/// condition evaluated right after the flags are recorded). It replaces `a`'s `Uop` and
+/// the block's ops end with it. Only forms that cannot write memory are fused (so the
+/// only way the pair stops part-way is a fault or MMIO exit of `a`, before anything is
+/// done). When the branch is taken to a non-canonical address the fused op leaves RIP at
+/// the Jcc, which then runs (and faults) on its own.
+pub(crate) fn compile_fused(a: &Instruction, b: &Instruction, bits: u32) -> Option<Uop> {
+    let j = compile(b, bits);
+    let is_jcc = b.flow_control() == iced_x86::FlowControl::ConditionalBranch
+        && b.condition_code() != iced_x86::ConditionCode::None
+        && j.f.is_some()
+        && matches!(b.op0_kind(), k if is_near_branch(k))
+        && !matches!(
+            b.mnemonic(),
+            M::Loop | M::Loope | M::Loopne | M::Jcxz | M::Jecxz | M::Jrcxz
+        );
+    if !is_jcc {
+        return None;
+    }
+    let base = compile(a, bits);
+    base.f?;
+    let mn = a.mnemonic();
+    let f = if let Some(op) = bin_of(mn) {
+        let op = op_num(op);
+        let form = match (a.op0_kind(), a.op1_kind()) {
+            (OpKind::Register, OpKind::Register) => F_RR,
+            (OpKind::Register, k) if is_imm(k) => F_RI,
+            (OpKind::Register, OpKind::Memory) => F_RM,
+            (OpKind::Memory, OpKind::Register) => F_MR,
+            (OpKind::Memory, k) if is_imm(k) => F_MI,
+            _ => return None,
+        };
+        if form >= F_MR && writes(op) {
+            return None;
+        }
+        fused_by_form!(op, base.size, form)
+    } else if matches!(mn, M::Inc | M::Dec) && a.op0_kind() == OpKind::Register {
+        if mn == M::Inc {
+            by_size!(fused_incdec, base.size, true)
+        } else {
+            by_size!(fused_incdec, base.size, false)
+        }
+    } else {
+        return None;
+    };
+    Some(Uop {
+        f: Some(f),
+        t: j.imm,
+        tmask: j.tmask,
+        cc: b.condition_code() as u8 - 1,
+        len2: b.len() as u8,
+        ..base
+    })
 }
 
 fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
@@ -897,6 +979,7 @@ fn nop(_: &mut Cpu, _: &Uop) -> R<()> {
     Ok(())
 }
 
+#[inline]
 fn alu_rr<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     let b = c.g(u.s);
     let a = c.g(u.d);
@@ -907,6 +990,7 @@ fn alu_rr<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     Ok(())
 }
 
+#[inline]
 fn alu_ri<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     let a = c.g(u.d);
     let r = alu_do::<OP, SZ>(c, a, u.imm);
@@ -916,6 +1000,7 @@ fn alu_ri<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     Ok(())
 }
 
+#[inline]
 fn alu_rm<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     let b = c.fread(&u.m, usize::from(SZ))?;
     let a = c.g(u.d);
@@ -926,11 +1011,13 @@ fn alu_rm<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     Ok(())
 }
 
+#[inline]
 fn alu_mr<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     let b = c.g(u.s);
     alu_mem::<OP, SZ>(c, &u.m, b)
 }
 
+#[inline]
 fn alu_mi<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     alu_mem::<OP, SZ>(c, &u.m, u.imm)
 }
@@ -1013,6 +1100,7 @@ fn lea<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     Ok(())
 }
 
+#[inline]
 fn incdec<const INC: bool, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     let m = m_of::<SZ>();
     let cf = c.lf.cf();
@@ -1216,6 +1304,54 @@ fn pop_r<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     let v = c.pop(u32::from(SZ))?;
     c.setg::<SZ>(u.d, v);
     Ok(())
+}
+
+/// The Jcc half of a fused compare-and-branch. On entry RIP holds the Jcc's address.
+#[inline(always)]
+fn fused_branch(c: &mut Cpu, u: &Uop) -> R<()> {
+    let at = c.s.rip;
+    if c.lf.cond(u.cc) {
+        let t = u.t.wrapping_add(c.delta) & u.tmask;
+        match c.canon(t) {
+            Ok(t) => c.s.rip = t,
+            // Leave RIP at the Jcc: it runs alone next and raises the #GP itself.
+            Err(_) => return Ok(()),
+        }
+    } else {
+        c.s.rip = at.wrapping_add(u64::from(u.len2)) & c.ip_mask();
+    }
+    c.retired_extra += 1;
+    Ok(())
+}
+
+fn fused_rr<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    alu_rr::<OP, SZ>(c, u)?;
+    fused_branch(c, u)
+}
+
+fn fused_ri<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    alu_ri::<OP, SZ>(c, u)?;
+    fused_branch(c, u)
+}
+
+fn fused_rm<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    alu_rm::<OP, SZ>(c, u)?;
+    fused_branch(c, u)
+}
+
+fn fused_mr<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    alu_mr::<OP, SZ>(c, u)?;
+    fused_branch(c, u)
+}
+
+fn fused_mi<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    alu_mi::<OP, SZ>(c, u)?;
+    fused_branch(c, u)
+}
+
+fn fused_incdec<const INC: bool, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    incdec::<INC, SZ>(c, u)?;
+    fused_branch(c, u)
 }
 
 fn jcc<const CC: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
