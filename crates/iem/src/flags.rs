@@ -203,7 +203,7 @@ impl Lazy {
     }
 
     /// Evaluate a condition code (the low nibble of Jcc/SETcc/CMOVcc opcodes).
-    #[inline]
+    #[inline(always)]
     pub fn cond(&self, cc: u8) -> bool {
         let r = match cc >> 1 {
             0 => self.of(),

@@ -408,7 +408,7 @@ impl Cpu {
     }
 
     /// Read `size` (1..=8) bytes at a linear address.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read_lin(&mut self, lin: u64, size: usize, user: bool) -> R<u64> {
         let off = lin & 0xfff;
         let vpn = lin >> 12;
@@ -438,7 +438,7 @@ impl Cpu {
     }
 
     /// Write `size` (1..=8) bytes at a linear address.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn write_lin(&mut self, lin: u64, size: usize, v: u64, user: bool) -> R<()> {
         let off = lin & 0xfff;
         let vpn = lin >> 12;
