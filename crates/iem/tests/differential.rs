@@ -190,6 +190,13 @@ fn cases() -> Vec<(&'static str, Class)> {
         ("lea rsi, [r8 + 40]\nlea rdi, [r8 + 56]\nand ecx, 15\nrep movsb\nsub rsi, r8\nmov rax, rsi\nmovdqu xmm0, [r8 + 40]\nmovdqu xmm1, [r8 + 56]", Str),
         ("lea rdi, [r8 + 40]\nand ecx, 3\nrep stosd\nsub rdi, r8\nmov rdx, rdi\nmovdqu xmm0, [r8 + 40]", Str),
         ("lea rsi, [r8 + 40]\nlodsw\nlodsb\nsub rsi, r8\nmov rdx, rsi", Str),
+        // Forward REP MOVS/STOS runs (the interpreter copies them in one go): a destination
+        // just ahead of the source (the element-wise copy replicates a pattern), just
+        // behind it, words, and a byte fill.
+        ("lea rsi, [r8 + 40]\nlea rdi, [r8 + 43]\nand ecx, 15\nrep movsb\nsub rdi, r8\nmov rax, rdi\nmovdqu xmm0, [r8 + 40]\nmovdqu xmm1, [r8 + 56]", Str),
+        ("lea rsi, [r8 + 45]\nlea rdi, [r8 + 40]\nand ecx, 15\nrep movsb\nsub rsi, r8\nmov rax, rsi\nmovdqu xmm0, [r8 + 40]\nmovdqu xmm1, [r8 + 56]", Str),
+        ("lea rsi, [r8 + 40]\nlea rdi, [r8 + 58]\nand ecx, 7\nrep movsw\nsub rdi, r8\nmov rdx, rdi\nmovdqu xmm0, [r8 + 56]\nmovdqu xmm1, [r8 + 64]", Str),
+        ("lea rdi, [r8 + 41]\nand ecx, 15\nrep stosb\nsub rdi, r8\nmov rdx, rdi\nmovdqu xmm0, [r8 + 40]\nmovdqu xmm1, [r8 + 56]", Str),
         ("lea rsi, [r8 + 56]\nlea rdi, [r8 + 71]\nstd\nand ecx, 15\nrep movsb\ncld\nsub rsi, r8\nmov rax, rsi\nmovdqu xmm1, [r8 + 56]", Str),
         ("paddb xmm0, xmm1", Sse),
         ("paddw xmm0, xmm1", Sse),

@@ -81,14 +81,28 @@ pub(crate) fn string(c: &mut Cpu, ins: &Instruction, mn: Mnemonic) -> R<()> {
         let mut stop_cond = false;
         match mn {
             Mnemonic::Movsb | Mnemonic::Movsw | Mnemonic::Movsd | Mnemonic::Movsq => {
-                let v = c.read_mem(sseg, si, size as usize)?;
-                c.write_mem(sr::ES, di, size as usize, v)?;
+                n = match rep && !down {
+                    true => bulk(c, Some((sseg, si)), di, size, am, 0)?,
+                    false => 0,
+                };
+                if n == 0 {
+                    n = 1;
+                    let v = c.read_mem(sseg, si, size as usize)?;
+                    c.write_mem(sr::ES, di, size as usize, v)?;
+                }
                 adv_si = true;
                 adv_di = true;
             }
             Mnemonic::Stosb | Mnemonic::Stosw | Mnemonic::Stosd | Mnemonic::Stosq => {
                 let v = c.s.gpr[0] & mask(size as u32);
-                c.write_mem(sr::ES, di, size as usize, v)?;
+                n = match rep && !down {
+                    true => bulk(c, None, di, size, am, v)?,
+                    false => 0,
+                };
+                if n == 0 {
+                    n = 1;
+                    c.write_mem(sr::ES, di, size as usize, v)?;
+                }
                 adv_di = true;
             }
             Mnemonic::Lodsb | Mnemonic::Lodsw | Mnemonic::Lodsd | Mnemonic::Lodsq => {
@@ -163,6 +177,77 @@ pub(crate) fn string(c: &mut Cpu, ins: &Instruction, mn: Mnemonic) -> R<()> {
             return Ok(());
         }
     }
+}
+
+/// REP MOVS (`src` = Some) or REP STOS (`src` = None, storing `value`) forward over RAM:
+/// move as many whole elements as fit in the current source and destination pages with one
+/// copy, instead of one translated access per element. Returns the elements moved, or 0
+/// when this step must take the one-element path: fewer than two elements, an element that
+/// crosses a page, a segment limit or address wrap inside the run, MMIO or ROM on either
+/// side, or a destination that overlaps the source ahead of it (an element-wise forward
+/// copy then replicates a pattern, which one copy would not). Faults are raised exactly as
+/// the first element would raise them: both pages are translated before anything moves.
+fn bulk(c: &mut Cpu, src: Option<(usize, u64)>, di: u64, size: u64, am: u64, value: u64) -> R<u64> {
+    let cx = c.s.gpr[1] & am;
+    let room = |a: u64| (4096 - (a & 0xfff)) / size;
+    let mut n = cx.min(room(di)).min(CHUNK);
+    if let Some((_, si)) = src {
+        n = n.min(room(si));
+    }
+    if n < 2 {
+        return Ok(0);
+    }
+    let len = n * size;
+    // The whole run must stay inside the address size (no wrap of rSI/rDI).
+    if di + len - 1 > am || src.is_some_and(|(_, si)| si + len - 1 > am) {
+        return Ok(0);
+    }
+    let user = c.user();
+    let Ok(dlin) = c.lin(sr::ES, di, len as usize, true) else {
+        return Ok(0);
+    };
+    let slin = match src {
+        Some((seg, si)) => match c.lin(seg, si, len as usize, false) {
+            Ok(a) => Some(a),
+            Err(_) => return Ok(0),
+        },
+        None => None,
+    };
+    // Both runs lie within one page each (checked above on offsets; bases may shift them).
+    if (dlin & 0xfff) + len > 4096 || slin.is_some_and(|a| (a & 0xfff) + len > 4096) {
+        return Ok(0);
+    }
+    let se = match slin {
+        Some(a) => Some(c.xlate(a, Acc::Read, user)?),
+        None => None,
+    };
+    let de = c.xlate(dlin, Acc::Write, user)?;
+    if de.wr >= crate::mmu::DROP || se.is_some_and(|e| e.rd == crate::mmu::MMIO) {
+        return Ok(0);
+    }
+    let dst = de.wr + (dlin & 0xfff);
+    let mut buf = [0u8; 4096];
+    let buf = &mut buf[..len as usize];
+    match (se, slin) {
+        (Some(e), Some(a)) => {
+            let s0 = e.rd + (a & 0xfff);
+            if dst > s0 && dst < s0 + len {
+                return Ok(0);
+            }
+            c.mem.backing_read(s0, buf).map_err(|_| gp0())?;
+        }
+        _ => {
+            let v = value.to_le_bytes();
+            for ch in buf.chunks_exact_mut(size as usize) {
+                ch.copy_from_slice(&v[..size as usize]);
+            }
+        }
+    }
+    if dst >> 12 == c.code_page {
+        c.smc = true;
+    }
+    c.mem.backing_write(dst, buf).map_err(|_| gp0())?;
+    Ok(n)
 }
 
 /// How many INS/OUTS elements to move in one exit: stay within the page of `addr` and
