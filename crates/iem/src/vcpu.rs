@@ -42,6 +42,10 @@ pub struct IemVcpu {
     last_io: bool,
     stats: Stats,
     slice: u64,
+    /// The last block ran fast paths only and ended normally: nothing that decides event
+    /// delivery or the fetch context (RFLAGS.IF, the interrupt shadow, pending events,
+    /// paging, CS, CPL) can have changed since the checks before it.
+    clean: bool,
 }
 
 enum Flow {
@@ -67,6 +71,7 @@ impl IemVcpu {
             last_io: false,
             stats: Stats::default(),
             slice: SLICE_INSTRUCTIONS,
+            clean: false,
         }
     }
 
@@ -308,6 +313,7 @@ impl IemVcpu {
         };
         let mut n = 0u64;
         let mut flow = Flow::Continue;
+        let mut clean = !single;
         let ip_mask = c.ip_mask();
         // Phase 1 (64-bit code, no single-stepping): run the leading fast instructions with
         // the least bookkeeping. Only the last instruction of a block can branch (decoding
@@ -385,6 +391,7 @@ impl IemVcpu {
                     (r, wq)
                 }
             };
+            clean = false;
             match r {
                 Ok(()) => {
                     n += 1;
@@ -435,6 +442,7 @@ impl IemVcpu {
                     c.s.events.interrupt_shadow = false;
                     n += std::mem::take(&mut c.retired_extra);
                     self.stats.instructions += n;
+                    self.clean = false;
                     *budget = budget.saturating_sub(n);
                     return match self.raise(f) {
                         Some(e) => Flow::Exit(e),
@@ -447,6 +455,7 @@ impl IemVcpu {
         c.smc = false;
         n += std::mem::take(&mut c.retired_extra);
         self.stats.instructions += n;
+        self.clean = clean && matches!(flow, Flow::Continue);
         *budget = budget.saturating_sub(n.max(1));
         flow
     }
@@ -499,6 +508,8 @@ impl Vcpu for IemVcpu {
         let mut budget = self.slice;
         // The block run last (slot, cache generation): its links find the next one.
         let mut prev: Option<(u32, u64)> = None;
+        self.clean = false;
+        let mut ctx = 0;
         loop {
             // A plain load first: an atomic swap on every block is measurably slow.
             if budget == 0
@@ -511,8 +522,10 @@ impl Vcpu for IemVcpu {
             if g != self.cpu.map_gen {
                 self.cpu.map_gen = g;
                 self.cpu.tlb.flush_all();
+                self.clean = false;
             }
-            if !self.resuming() {
+            let clean = std::mem::replace(&mut self.clean, false);
+            if !clean && !self.resuming() {
                 let c = &mut self.cpu;
                 let can_irq = c.s.rflags & fl::IF != 0 && !c.s.events.interrupt_shadow;
                 if c.nmi_pending && !c.s.events.nmi_masked && !c.s.events.interrupt_shadow {
@@ -536,7 +549,10 @@ impl Vcpu for IemVcpu {
             let c = &mut self.cpu;
             let lin = c.s.cs.base.wrapping_add(c.s.rip);
             let lin = if c.long64() { lin } else { lin & 0xffff_ffff };
-            let ctx = icache::fetch_ctx(c.tlb.epoch, c.bits, c.cpl());
+            if !clean {
+                ctx = icache::fetch_ctx(c.tlb.epoch, c.bits, c.cpl());
+            }
+            debug_assert_eq!(ctx, icache::fetch_ctx(c.tlb.epoch, c.bits, c.cpl()));
             let cache_gen = self.cache.generation();
             let linked = match prev {
                 Some((p, g)) if g == cache_gen => self.cache.follow(p, lin, ctx, &c.mem),
