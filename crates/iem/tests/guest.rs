@@ -623,3 +623,54 @@ fn fused_compare_and_branch_counts_both_instructions() {
     // 2 + 100 * 5 + 51 (the ADD when not below) + 3.
     assert_eq!(m.vcpu.stats().instructions, 2 + 500 + 51 + 3);
 }
+
+/// User-mode data accesses on the fast paths (flat and segment-relative addressing) are
+/// checked with user privilege: a user page reads, a supervisor page raises #PF with the
+/// user bit in the error code.
+#[test]
+fn user_mode_fast_loads_check_page_privilege() {
+    let mut m = Machine::long(
+        r#"
+        mov ecx, 0xc0000081          # STAR: user CS 0x33, SS 0x2b
+        xor eax, eax
+        mov edx, 0x00200008
+        wrmsr
+        lea rcx, [rip + user]
+        mov r11, 0x2
+        mov rsp, 0x70000
+        mov rsi, 0x100800
+        mov edx, 0x1ff0c0c
+        sysretq
+    user:
+        mov eax, [0x100804]          # user page, absolute address
+        mov edi, [rsi]               # user page, flat
+        mov ebx, [rdx]               # supervisor page: #PF
+        hlt
+        .org 0x400
+    pf_handler:
+        mov r9d, eax
+        pop rax                      # error code
+        out 0xe0, eax
+        mov rax, cr2
+        out 0xe1, eax
+        mov eax, r9d
+        out 0xe2, eax
+        mov eax, edi
+        out 0xe3, eax
+        hlt
+    "#,
+        0x100000,
+    );
+    m.mem.write_le::<4>(0x100800, 0x1111).unwrap();
+    m.mem.write_le::<4>(0x100804, 0x2222).unwrap();
+    // The 2 MiB page at 0x1e00000: present, writable, supervisor only.
+    m.mem.write_le::<8>(0x12000 + 0xf * 8, 0x1e0_0083).unwrap();
+    // TSS.RSP0 for the switch to CPL 0.
+    m.mem.write_le::<8>(0x3004, 0x90000).unwrap();
+    idt_entry64(&m.mem, 14, 0x100400, 0, 0);
+    assert_eq!(m.run(), VmExit::Hlt);
+    assert_eq!(m.port(0xe0), vec![5], "present, user, read");
+    assert_eq!(m.port(0xe1), vec![0x1ff_0c0c]);
+    assert_eq!(m.port(0xe2), vec![0x2222]);
+    assert_eq!(m.port(0xe3), vec![0x1111]);
+}
