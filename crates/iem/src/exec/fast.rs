@@ -533,10 +533,20 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
                     Some(Uop { s, f: Some(f), ..u })
                 }
                 OpKind::Memory => {
-                    let f: Handler = if signed {
-                        ext_rm::<true>
-                    } else {
-                        ext_rm::<false>
+                    let f: Handler = match (signed, ssize, dsize) {
+                        (false, 1, 2) => ext_rm_sz::<false, 1, 2>,
+                        (false, 1, 4) => ext_rm_sz::<false, 1, 4>,
+                        (false, 1, 8) => ext_rm_sz::<false, 1, 8>,
+                        (false, 2, 4) => ext_rm_sz::<false, 2, 4>,
+                        (false, 2, 8) => ext_rm_sz::<false, 2, 8>,
+                        (true, 1, 2) => ext_rm_sz::<true, 1, 2>,
+                        (true, 1, 4) => ext_rm_sz::<true, 1, 4>,
+                        (true, 1, 8) => ext_rm_sz::<true, 1, 8>,
+                        (true, 2, 4) => ext_rm_sz::<true, 2, 4>,
+                        (true, 2, 8) => ext_rm_sz::<true, 2, 8>,
+                        (true, 4, 8) => ext_rm_sz::<true, 4, 8>,
+                        (true, _, _) => ext_rm::<true>,
+                        (false, _, _) => ext_rm::<false>,
                     };
                     Some(Uop {
                         m: mem_recipe(ins, bits)?,
@@ -1091,6 +1101,19 @@ fn ext_rr<const SIGNED: bool>(c: &mut Cpu, u: &Uop) -> R<()> {
 fn ext_rm<const SIGNED: bool>(c: &mut Cpu, u: &Uop) -> R<()> {
     let v = c.fread(&u.m, usize::from(u.cc))?;
     ext_set::<SIGNED>(c, u, v);
+    Ok(())
+}
+
+/// MOVZX/MOVSX/MOVSXD from memory with the source (`SS`) and destination (`DS`) sizes
+/// known at compile time.
+fn ext_rm_sz<const SIGNED: bool, const SS: u8, const DS: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
+    let v = c.fread(&u.m, usize::from(SS))?;
+    let v = if SIGNED {
+        sext(v, u32::from(SS)) & m_of::<DS>()
+    } else {
+        v
+    };
+    c.setg::<DS>(u.d, v);
     Ok(())
 }
 
