@@ -46,12 +46,19 @@ pub(crate) struct Block {
 }
 
 /// A remembered successor: the block at linear address `lin`, valid while the fetch
-/// context (`ctx`: TLB epoch, code size, CPL) is the same.
+/// context (`ctx`: TLB epoch, code size, CPL) is the same. The target's first code page
+/// and its write generation are copied here so following the link checks the code is
+/// unchanged without first loading the target block.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Link {
     pub lin: u64,
     pub ctx: u64,
     pub slot: u32,
+    /// The target's page (backing offset >> 12) and its generation when linked.
+    pub page: u32,
+    pub gen: u32,
+    /// The target also spans a second page (checked through the block).
+    pub page2: bool,
 }
 
 /// A link that matches nothing.
@@ -59,6 +66,9 @@ pub(crate) const NO_LINK: Link = Link {
     lin: u64::MAX,
     ctx: u64::MAX,
     slot: u32::MAX,
+    page: u32::MAX,
+    gen: 0,
+    page2: false,
 };
 
 /// The fetch context of a link: what, besides the linear address, decides which backing
@@ -124,13 +134,17 @@ impl BlockCache {
     ) -> Option<u32> {
         let b = self.blocks.get(from as usize)?;
         let l = b.links.iter().find(|l| l.lin == lin && l.ctx == ctx)?;
-        let t = self.blocks.get(l.slot as usize)?;
-        if mem.code_page_generation(t.page) != t.gen {
+        // A block replaced in its slot (same key, rewritten code) has a newer generation
+        // than the one the link recorded, so the link is stale.
+        if mem.code_page_generation(u64::from(l.page) << 12) != l.gen {
             return None;
         }
-        if let Some((p, g)) = t.page2 {
-            if mem.code_page_generation(p) != g {
-                return None;
+        if l.page2 {
+            let t = self.blocks.get(l.slot as usize)?;
+            if let Some((p, g)) = t.page2 {
+                if mem.code_page_generation(p) != g {
+                    return None;
+                }
             }
         }
         Some(l.slot)
@@ -139,10 +153,24 @@ impl BlockCache {
     /// Remember that block `to` (at `lin` in context `ctx`) followed block `from`.
     #[inline]
     pub(crate) fn link(&mut self, from: u32, lin: u64, ctx: u64, to: u32) {
+        let Some(t) = self.blocks.get(to as usize) else {
+            return;
+        };
+        let Ok(page) = u32::try_from(t.page >> 12) else {
+            return;
+        };
+        let (gen, page2) = (t.gen, t.page2.is_some());
         if let Some(b) = self.blocks.get_mut(from as usize) {
             // Keep the most recent two successors.
             b.links[1] = b.links[0];
-            b.links[0] = Link { lin, ctx, slot: to };
+            b.links[0] = Link {
+                lin,
+                ctx,
+                slot: to,
+                page,
+                gen,
+                page2,
+            };
         }
     }
 
@@ -253,9 +281,14 @@ mod tests {
             None
         );
         assert_eq!(c.follow(a, 0xffff_8000_0000_3000, ctx, &mem), None);
-        // The target's code was written: the link is stale.
+        // The target's code was written: the link is stale, also once the block is
+        // decoded again into the same slot, until it is linked again.
         mem.backing_write(0x2010, &[0x90]).unwrap();
         assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, &mem), None);
+        assert_eq!(c.insert(key(0x2000, 64), block(&mem, 0x2000)), b);
+        assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, &mem), None);
+        c.link(a, 0xffff_8000_0000_2000, ctx, b);
+        assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, &mem), Some(b));
         // Emptying the cache changes the generation slot numbers belong to.
         let g = c.generation();
         c.clear();
