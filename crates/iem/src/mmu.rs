@@ -23,8 +23,12 @@ pub(crate) enum Acc {
 
 const OK_USER_SHIFT: u8 = 3;
 
-/// One software-TLB entry: a 4 KiB linear page.
+const _: () = assert!(std::mem::size_of::<TlbEntry>() == 32);
+
+/// One software-TLB entry: a 4 KiB linear page. 32 bytes, aligned, so a lookup touches
+/// one host cache line and the whole TLB fits the L1 data cache.
 #[derive(Debug, Clone, Copy)]
+#[repr(C, align(32))]
 pub(crate) struct TlbEntry {
     /// Linear page number, or u64::MAX when empty.
     pub tag: u64,
@@ -32,21 +36,39 @@ pub(crate) struct TlbEntry {
     pub rd: u64,
     /// Backing offset for writes, MMIO, or DROP.
     pub wr: u64,
+    /// Guest-physical page address in bits 63..12; allowed accesses (bit acc + 3*user) in
+    /// bits 5..0; the global bit (survives CR3 reloads when CR4.PGE) in bit 6.
+    bits: u64,
+}
+
+/// `TlbEntry::bits`: the global page flag.
+const GLOBAL: u64 = 1 << 6;
+
+impl TlbEntry {
     /// Guest-physical page address.
-    pub gpa: u64,
+    #[inline]
+    pub(crate) fn gpa(&self) -> u64 {
+        self.bits & !0xfff
+    }
+
     /// Allowed accesses: bit (acc + 3*user).
-    pub ok: u8,
-    /// Global page (survives CR3 reloads when CR4.PGE).
-    pub global: bool,
+    #[inline(always)]
+    pub(crate) fn ok(&self) -> u8 {
+        (self.bits & 0x3f) as u8
+    }
+
+    /// Global page.
+    #[inline]
+    fn global(&self) -> bool {
+        self.bits & GLOBAL != 0
+    }
 }
 
 const EMPTY: TlbEntry = TlbEntry {
     tag: u64::MAX,
     rd: MMIO,
     wr: MMIO,
-    gpa: 0,
-    ok: 0,
-    global: false,
+    bits: 0,
 };
 
 /// A direct-mapped software TLB.
@@ -75,7 +97,7 @@ impl Tlb {
     pub(crate) fn flush_nonglobal(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
         for e in self.e.iter_mut() {
-            if !e.global {
+            if !e.global() {
                 *e = EMPTY;
             }
         }
@@ -94,7 +116,7 @@ impl Tlb {
     #[inline]
     fn lookup(&self, vpn: u64, need: u8) -> Option<&TlbEntry> {
         let e = &self.e[(vpn as usize) % TLB_N];
-        (e.tag == vpn && e.ok & need != 0).then_some(e)
+        (e.tag == vpn && e.ok() & need != 0).then_some(e)
     }
 }
 
@@ -197,9 +219,7 @@ impl Cpu {
             tag: lin >> 12,
             rd,
             wr,
-            gpa: w.gpa,
-            ok,
-            global: w.global,
+            bits: (w.gpa & !0xfff) | u64::from(ok) | if w.global { GLOBAL } else { 0 },
         };
         self.tlb.e[((lin >> 12) as usize) % TLB_N] = e;
         // The walk already raised the right #PF if the access is not allowed; a supervisor
@@ -414,7 +434,7 @@ impl Cpu {
         let vpn = lin >> 12;
         let need = 1u8 << if user { OK_USER_SHIFT } else { 0 };
         let e = &self.tlb.e[(vpn as usize) % TLB_N];
-        if off as usize + size <= 4096 && e.tag == vpn && e.ok & need != 0 && e.rd != MMIO {
+        if off as usize + size <= 4096 && e.tag == vpn && e.ok() & need != 0 && e.rd != MMIO {
             // The hot path: a TLB hit on RAM within one page, copied with a fixed size.
             return read_backing(&self.mem, e.rd + off, size);
         }
@@ -444,7 +464,7 @@ impl Cpu {
         let vpn = lin >> 12;
         let need = 2u8 << if user { OK_USER_SHIFT } else { 0 };
         let e = &self.tlb.e[(vpn as usize) % TLB_N];
-        if off as usize + size <= 4096 && e.tag == vpn && e.ok & need != 0 && e.wr < DROP {
+        if off as usize + size <= 4096 && e.tag == vpn && e.ok() & need != 0 && e.wr < DROP {
             // The hot path: a TLB hit on RAM within one page, copied with a fixed size.
             let o = e.wr + off;
             if o >> 12 == self.code_page {
@@ -497,7 +517,7 @@ impl Cpu {
             if e.rd != MMIO {
                 return self.mem.backing_read(e.rd + off, buf).map_err(|_| gp0());
             }
-            return self.mmio_read(e.gpa + off, buf);
+            return self.mmio_read(e.gpa() + off, buf);
         }
         // Page-crossing: translate both pages before touching either.
         let first = (4096 - off) as usize;
@@ -512,7 +532,7 @@ impl Cpu {
         if e.rd != MMIO {
             self.mem.backing_read(e.rd + off, buf).map_err(|_| gp0())
         } else {
-            self.mmio_read(e.gpa + off, buf)
+            self.mmio_read(e.gpa() + off, buf)
         }
     }
 
@@ -540,7 +560,7 @@ impl Cpu {
                 let n = buf.len().min(16);
                 data[..n].copy_from_slice(&buf[..n]);
                 self.mmio_wq.push_back(MmioAccess {
-                    gpa: e.gpa + off,
+                    gpa: e.gpa() + off,
                     len: n as u8,
                     data,
                 });
