@@ -16,25 +16,11 @@
 //! a cross-check. Medians of `--runs` runs; ratios are novabox / QEMU (above 1 = novabox
 //! faster).
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join("target"))
-}
-
-fn kit_dir() -> PathBuf {
-    match std::env::var_os("NOVABOX_KIT_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => crate::repo_root().join("kit-cache"),
-    }
-}
 
 /// The benchmark's phases, in the order the guest runs them.
 const PHASES: [&str; 3] = ["write", "read", "randread"];
@@ -87,23 +73,11 @@ fn parse_result(line: &str) -> Option<(usize, u64, u64, f64)> {
 
 /// Run `cmd` (a VM with its serial console on stdout) until the guest test ends or
 /// `limit` passes; its phases.
-fn run_vm(name: &str, mut cmd: Command, limit: Duration) -> Result<Run> {
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .stdin(Stdio::null());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {name}: {cmd:?}"))?;
-    let out = child.stdout.take().context("stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel::<(Instant, String)>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(out).split(b'\n').map_while(|l| l.ok()) {
-            let line = String::from_utf8_lossy(&line).trim().to_string();
-            if line.contains("NOVABOX-") || line.contains("diskbench") || line.contains("FAIL") {
-                let _ = tx.send((Instant::now(), line));
-            }
-        }
-    });
+fn run_vm(name: &str, cmd: Command, limit: Duration) -> Result<Run> {
+    let mut vm = crate::console::Console::spawn(name, cmd, |l: &str| {
+        l.contains("NOVABOX-") || l.contains("diskbench") || l.contains("FAIL")
+    })?;
+    let rx = &vm.lines;
     let start = Instant::now();
     let mut begin: [Option<Instant>; 3] = [None; 3];
     let mut run = Run::default();
@@ -156,14 +130,12 @@ fn run_vm(name: &str, mut cmd: Command, limit: Duration) -> Result<Run> {
     // The guest powers off by itself after the test; give it a moment, then make sure.
     let wait_until = Instant::now() + Duration::from_secs(30);
     while Instant::now() < wait_until {
-        if child.try_wait()?.is_some() {
+        if vm.child.try_wait()?.is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = reader.join();
+    vm.finish();
     if let Some(f) = failure {
         bail!("{name}: {f} (is the kit current? `cargo xtask kit` builds /bin/diskbench)");
     }
@@ -314,7 +286,7 @@ fn check(cmd: &mut Command) -> Result<()> {
 /// Entry point.
 pub fn run(args: &[String]) -> Result<()> {
     let o = parse_args(args)?;
-    let kit = kit_dir();
+    let kit = crate::bench_boot::kit_dir();
     let (kernel, initrd) = (kit.join("vmlinuz"), kit.join("initramfs.cpio.gz"));
     if !kernel.exists() || !initrd.exists() {
         bail!("no guest kit in {} (cargo xtask kit)", kit.display());
@@ -334,7 +306,7 @@ pub fn run(args: &[String]) -> Result<()> {
             .args(["build", "--release", "-q", "-p", "novabox"])
             .current_dir(crate::repo_root()),
     )?;
-    let bin = target_dir().join("release").join("novabox");
+    let bin = crate::target_dir().join("release").join("novabox");
     let dir = std::env::temp_dir().join(format!("novabox-bench-disk-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;

@@ -1,17 +1,11 @@
 //! `cargo xtask bench-media [--size-mib N] [--runs N]`: `novabox clonemedium` VDI→raw
 //! of a 2 GiB image against `qemu-img convert`, side by side, ratio printed.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join("target"))
-}
 
 fn run(cmd: &mut Command) -> Result<()> {
     let out = cmd.output().with_context(|| format!("spawn {cmd:?}"))?;
@@ -78,7 +72,7 @@ pub fn run_bench(args: &[String]) -> Result<()> {
     run(Command::new(env!("CARGO"))
         .args(["build", "--release", "-q", "-p", "novabox"])
         .current_dir(crate::repo_root()))?;
-    let novabox = target_dir().join("release").join("novabox");
+    let novabox = crate::target_dir().join("release").join("novabox");
     let dir = std::env::temp_dir().join(format!("novabox-bench-media-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let src_raw = dir.join("src.raw");

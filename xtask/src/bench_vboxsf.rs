@@ -6,25 +6,11 @@
 //! by wall clock between the guest's BEGIN/END console markers; ratios are novabox / QEMU
 //! (above 1 = novabox faster).
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join("target"))
-}
-
-fn kit_dir() -> PathBuf {
-    match std::env::var_os("NOVABOX_KIT_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => crate::repo_root().join("kit-cache"),
-    }
-}
 
 /// Seconds per phase (write, read, meta), host wall clock.
 #[derive(Debug, Default, Clone, Copy)]
@@ -36,23 +22,11 @@ struct Phases {
 
 /// Run `cmd` (a VM with its serial console on stdout) until it exits or `limit` passes;
 /// the phases from its markers.
-fn run_vm(name: &str, mut cmd: Command, limit: Duration) -> Result<Phases> {
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .stdin(Stdio::null());
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {name}: {cmd:?}"))?;
-    let out = child.stdout.take().context("stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel::<(Instant, String)>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(out).split(b'\n').map_while(|l| l.ok()) {
-            let line = String::from_utf8_lossy(&line).trim_end().to_string();
-            if line.contains("NOVABOX-") || line.contains("FAIL") {
-                let _ = tx.send((Instant::now(), line));
-            }
-        }
-    });
+fn run_vm(name: &str, cmd: Command, limit: Duration) -> Result<Phases> {
+    let mut vm = crate::console::Console::spawn(name, cmd, |l: &str| {
+        l.contains("NOVABOX-") || l.contains("FAIL")
+    })?;
+    let rx = &vm.lines;
     let start = Instant::now();
     let mut begin = std::collections::HashMap::new();
     let mut p = Phases::default();
@@ -97,14 +71,12 @@ fn run_vm(name: &str, mut cmd: Command, limit: Duration) -> Result<Phases> {
     // The guest powers off by itself after the test; give it a moment, then make sure.
     let wait_until = Instant::now() + Duration::from_secs(60);
     while Instant::now() < wait_until {
-        if child.try_wait()?.is_some() {
+        if vm.child.try_wait()?.is_some() {
             break;
         }
         std::thread::sleep(Duration::from_millis(200));
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    let _ = reader.join();
+    vm.finish();
     if let Some(f) = failure {
         bail!("{name}: {f}");
     }
@@ -147,7 +119,7 @@ pub fn run(args: &[String]) -> Result<()> {
             ),
         }
     }
-    let kit = kit_dir();
+    let kit = crate::bench_boot::kit_dir();
     let (kernel, initrd) = (kit.join("vmlinuz"), kit.join("initramfs.cpio.gz"));
     if !kernel.exists() || !initrd.exists() {
         bail!("no guest kit in {} (cargo xtask kit)", kit.display());
@@ -198,7 +170,7 @@ pub fn run(args: &[String]) -> Result<()> {
             bail!("building novabox failed");
         }
         let share = fresh_dir(&base, "novabox")?;
-        let mut c = Command::new(target_dir().join("release").join("novabox"));
+        let mut c = Command::new(crate::target_dir().join("release").join("novabox"));
         c.arg("run")
             .arg("--kernel")
             .arg(&kernel)

@@ -7,6 +7,7 @@ mod bench_display;
 mod bench_exits;
 mod bench_media;
 mod bench_vboxsf;
+mod console;
 mod demo;
 mod kit;
 mod test_cmd;
@@ -35,4 +36,11 @@ pub fn repo_root() -> std::path::PathBuf {
         .parent()
         .expect("xtask is inside the repository")
         .to_path_buf()
+}
+
+/// Where cargo builds (CARGO_TARGET_DIR, else target/ in the repository).
+pub fn target_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
 }
