@@ -73,10 +73,17 @@ pub struct HostMapping {
     /// Host virtual address of the first byte.
     pub host_addr: usize,
     /// When true the hypervisor must trap writes (they are handed to [`GuestMemory::write`]).
-    /// MMIO2 regions are read-only here: their writes must mark dirty pages, which a
-    /// hypervisor mapping does not do.
     pub readonly: bool,
+    /// When true the hypervisor must log the pages the guest writes (MMIO2: the device needs
+    /// them dirty) and answer [`GuestMemory::set_dirty_log_source`]'s hook; a hypervisor
+    /// that cannot log maps the range read-only instead, so the writes trap.
+    pub dirty_log: bool,
 }
+
+/// A hypervisor's write log: given a mapping's guest-physical start and size, the pages the
+/// guest wrote there since the last call (bit `p % 64` of word `p / 64` is page `p`), or
+/// None when it keeps no log for that range.
+pub type DirtyLogFn = std::sync::Arc<dyn Fn(u64, u64) -> Option<Vec<u64>> + Send + Sync>;
 
 /// Bit in a page state word: the interpreter decoded code from this page.
 const WATCHED: u32 = 1 << 31;
@@ -91,6 +98,8 @@ pub struct GuestMemory {
     page_state: Box<[AtomicU32]>,
     /// Device-owned RAM regions.
     mmio2: mmio2::Regions,
+    /// Where guest writes the hypervisor logged (instead of trapping) are fetched from.
+    dirty_log: RwLock<Option<DirtyLogFn>>,
 }
 
 impl std::fmt::Debug for GuestMemory {
@@ -115,7 +124,14 @@ impl GuestMemory {
             map_generation: AtomicU64::new(0),
             page_state,
             mmio2: mmio2::Regions::new(),
+            dirty_log: RwLock::new(None),
         })
+    }
+
+    /// Install (or remove) the hypervisor's write log for mappings with `dirty_log` set;
+    /// [`Mmio2::take_dirty`] merges it. Without one, such mappings must trap writes.
+    pub fn set_dirty_log_source(&self, source: Option<DirtyLogFn>) {
+        *self.dirty_log.write() = source;
     }
 
     /// Size of the backing in bytes.
@@ -171,7 +187,8 @@ impl GuestMemory {
                         gpa: m.gpa,
                         size: m.size,
                         host_addr: self.mmio2_host_addr(off)?,
-                        readonly: true,
+                        readonly: false,
+                        dirty_log: true,
                     });
                 }
                 Some(HostMapping {
@@ -179,6 +196,7 @@ impl GuestMemory {
                     size: m.size,
                     host_addr: base + off as usize,
                     readonly: m.write != WriteSink::Backing(off),
+                    dirty_log: false,
                 })
             })
             .collect()

@@ -284,7 +284,23 @@ impl Mmio2 {
     /// region, set when it was written since the last call. The bits are cleared
     /// atomically word by word, so a concurrent write is either in this answer or in the
     /// next one.
+    ///
+    /// Pages a hypervisor wrote without trapping (a `dirty_log` mapping) are fetched from
+    /// its log first.
     pub fn take_dirty(&self) -> Vec<u64> {
+        let source = self.mem.dirty_log.read().clone();
+        if let (Some(log), Some(gpa)) = (source, self.mapped_at()) {
+            if let Some(words) = log(gpa, self.size) {
+                let r = self.region();
+                for (i, w) in words.iter().enumerate().filter(|(_, &w)| w != 0) {
+                    for b in 0..64 {
+                        if w & (1 << b) != 0 {
+                            r.mark((i as u64 * 64 + b) * PAGE_SIZE, 1);
+                        }
+                    }
+                }
+            }
+        }
         self.region().take()
     }
 
@@ -309,6 +325,8 @@ impl Mmio2 {
         if before != after {
             // Translations cached by vCPUs (TLBs, hypervisor slots) are stale now.
             self.mem.map_generation.fetch_add(1, Ordering::AcqRel);
+            // A hypervisor's write log for the old place goes with its slot: redraw all.
+            self.mark_all_dirty();
         }
         r
     }
@@ -426,9 +444,10 @@ mod tests {
     #[test]
     fn guest_writes_through_pgm_mark_pages() {
         let (mem, vram) = vm();
-        vram.take_dirty();
         vram.map(Some(BAR)).unwrap();
         assert_eq!(vram.mapped_at(), Some(BAR));
+        // Mapping (moving the BAR) makes every page dirty once.
+        assert_eq!(pages(&vram.take_dirty()).len(), 256);
         // One byte.
         mem.write(BAR + 5 * 4096 + 7, &[0xaa]).unwrap();
         assert_eq!(pages(&vram.take_dirty()), vec![5]);
@@ -535,16 +554,39 @@ mod tests {
     }
 
     #[test]
-    fn hypervisor_mapping_is_read_only_at_the_region() {
+    fn hypervisor_mapping_logs_writes_at_the_region() {
         let (mem, vram) = vm();
         vram.map(Some(BAR)).unwrap();
         let m = mem.mappings().into_iter().find(|m| m.gpa == BAR).unwrap();
         assert_eq!(m.size, 1 << 20);
-        assert!(m.readonly, "writes must trap so they mark dirty pages");
+        assert!(m.dirty_log && !m.readonly, "writes are logged, not trapped");
         assert_eq!(
             Some(m.host_addr),
             mem.mmio2_host_addr(vram.backing_offset())
         );
+    }
+
+    #[test]
+    fn take_dirty_merges_the_hypervisor_log_for_the_mapped_range() {
+        let (mem, vram) = vm();
+        vram.map(Some(BAR)).unwrap();
+        vram.take_dirty();
+        let asked = Arc::new(parking_lot::Mutex::new(Vec::new()));
+        let a = asked.clone();
+        mem.set_dirty_log_source(Some(Arc::new(move |gpa, size| {
+            a.lock().push((gpa, size));
+            let mut w = vec![0u64; size.div_ceil(PAGE_SIZE * 64) as usize];
+            w[1] = 1 << 2; // page 66
+            Some(w)
+        })));
+        let d = vram.take_dirty();
+        assert_eq!(d[1], 1 << 2, "page 66 from the log");
+        assert!(d.iter().enumerate().all(|(i, &w)| i == 1 || w == 0));
+        assert_eq!(asked.lock().as_slice(), &[(BAR, 1 << 20)]);
+        // Unmapped: the log is not asked; moving the BAR makes everything dirty.
+        vram.map(None).unwrap();
+        assert!(vram.take_dirty().iter().all(|&w| w == u64::MAX));
+        assert_eq!(asked.lock().len(), 1);
     }
 
     #[test]

@@ -189,7 +189,14 @@ impl KvmHypervisor {
             op: "KVM_CREATE_VM",
             source: std::io::Error::from_raw_os_error(e.errno()),
         })?;
-        Ok(Arc::new(KvmVm::new(fd, memory, self.caps.clone())?))
+        let vm = Arc::new(KvmVm::new(fd, memory.clone(), self.caps.clone())?);
+        // Guest writes to MMIO2 (video memory) land without exits: the device takes the
+        // pages they dirtied from KVM's log. Weak, so the memory does not keep the VM alive.
+        let weak = Arc::downgrade(&vm);
+        memory.set_dirty_log_source(Some(Arc::new(move |gpa, size| {
+            weak.upgrade()?.dirty_log(gpa, size)
+        })));
+        Ok(vm)
     }
 }
 

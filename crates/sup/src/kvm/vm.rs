@@ -3,7 +3,7 @@
 use super::system::HostCaps;
 use super::vcpu::KvmVcpu;
 use crate::{Result, SupError, Vcpu, Vm};
-use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_READONLY};
+use kvm_bindings::{kvm_userspace_memory_region, KVM_MEM_LOG_DIRTY_PAGES, KVM_MEM_READONLY};
 use kvm_ioctls::VmFd;
 use pgm::HostMapping;
 use std::sync::{Arc, Mutex};
@@ -24,8 +24,9 @@ pub struct KvmVm {
     // Field order matters: the VM fd is closed before the memory it maps is released.
     fd: VmFd,
     caps: HostCaps,
-    /// Installed slots, indexed by slot number.
-    slots: Mutex<Vec<Option<HostMapping>>>,
+    /// Installed slots, indexed by slot number, and whether KVM logs the slot's writes
+    /// (a `dirty_log` mapping KVM refused to log is installed read-only: writes trap).
+    slots: Mutex<Vec<Option<(HostMapping, bool)>>>,
     memory: Arc<pgm::GuestMemory>,
 }
 
@@ -81,8 +82,26 @@ impl KvmVm {
             .unwrap_or_else(|e| e.into_inner())
             .iter()
             .enumerate()
-            .filter_map(|(i, m)| m.map(|m| (i as u32, m)))
+            .filter_map(|(i, m)| m.map(|(m, _)| (i as u32, m)))
             .collect()
+    }
+
+    /// The pages the guest wrote since the last call in the logged slot at `gpa` of
+    /// `size` bytes (KVM_GET_DIRTY_LOG, which also re-arms the log); None when no such slot
+    /// is logged.
+    pub fn dirty_log(&self, gpa: u64, size: u64) -> Option<Vec<u64>> {
+        let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        let slot = slots.iter().position(|s| {
+            s.as_ref()
+                .is_some_and(|(m, logged)| *logged && m.gpa == gpa && m.size == size)
+        })?;
+        match self.fd.get_dirty_log(slot as u32, size as usize) {
+            Ok(bits) => Some(bits),
+            Err(e) => {
+                tracing::warn!("KVM_GET_DIRTY_LOG slot {slot}: {e}; redrawing all");
+                Some(vec![u64::MAX; size.div_ceil(4096 * 64) as usize])
+            }
+        }
     }
 
     /// Create vCPU `id`, typed (the trait's [`Vm::create_vcpu`] boxes it).
@@ -94,10 +113,25 @@ impl KvmVm {
         KvmVcpu::new(fd, id, &self.caps, self.memory.clone())
     }
 
-    fn set_slot(&self, slot: u32, m: &HostMapping, size: u64) -> Result<()> {
+    /// Install `m` in `slot` (size 0 deletes it); true when KVM logs its writes.
+    fn set_slot(&self, slot: u32, m: &HostMapping, size: u64) -> Result<bool> {
+        if m.dirty_log && !m.readonly && size > 0 {
+            match self.set_slot_flags(slot, m, size, KVM_MEM_LOG_DIRTY_PAGES) {
+                Ok(()) => return Ok(true),
+                Err(e) => tracing::warn!("{e}: guest writes to {:#x} will trap instead", m.gpa),
+            }
+            self.set_slot_flags(slot, m, size, KVM_MEM_READONLY)?;
+            return Ok(false);
+        }
+        let flags = if m.readonly { KVM_MEM_READONLY } else { 0 };
+        self.set_slot_flags(slot, m, size, flags)?;
+        Ok(false)
+    }
+
+    fn set_slot_flags(&self, slot: u32, m: &HostMapping, size: u64, flags: u32) -> Result<()> {
         let region = kvm_userspace_memory_region {
             slot,
-            flags: if m.readonly { KVM_MEM_READONLY } else { 0 },
+            flags,
             guest_phys_addr: m.gpa,
             memory_size: size,
             userspace_addr: m.host_addr as u64,
@@ -129,7 +163,7 @@ impl KvmVm {
         }
         let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         for (i, s) in slots.iter_mut().enumerate() {
-            if let Some(m) = s {
+            if let Some((m, _)) = s {
                 if !wanted.contains(m) {
                     self.set_slot(i as u32, m, 0)?;
                     *s = None;
@@ -137,7 +171,10 @@ impl KvmVm {
             }
         }
         for m in &wanted {
-            if slots.iter().any(|s| s.as_ref() == Some(m)) {
+            if slots
+                .iter()
+                .any(|s| s.as_ref().is_some_and(|(x, _)| x == m))
+            {
                 continue;
             }
             let i = match slots.iter().position(Option::is_none) {
@@ -153,8 +190,8 @@ impl KvmVm {
                     self.caps.max_slots
                 )));
             }
-            self.set_slot(i as u32, m, m.size)?;
-            slots[i] = Some(*m);
+            let logged = self.set_slot(i as u32, m, m.size)?;
+            slots[i] = Some((*m, logged));
         }
         Ok(())
     }
