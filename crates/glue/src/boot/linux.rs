@@ -76,6 +76,9 @@ pub struct LinuxImage<'a> {
     pub e820: &'a [E820Entry],
     /// Where the ACPI RSDP is (boot_params.acpi_rsdp_addr).
     pub rsdp: Option<u64>,
+    /// Unpack the kernel on the host and enter vmlinux directly (see [`super::vmlinux`]);
+    /// false, or a payload that cannot be unpacked here, runs the guest's decompressor.
+    pub unpack_on_host: bool,
 }
 
 /// The parts of the setup header the loader needs.
@@ -225,21 +228,32 @@ pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxB
         });
     }
     let ram_top = mem.layout().ram_below_4g();
-    let need = u64::from(h.init_size).max(payload.len() as u64);
-    let align = u64::from(h.kernel_alignment.max(0x20_0000));
-    let load_addr = if !h.relocatable || h.pref_address + need <= ram_top {
-        h.pref_address.max(0x10_0000)
-    } else {
-        0x10_0000u64.next_multiple_of(align)
+    let unpacked = match img.unpack_on_host {
+        true => load_vmlinux(mem, k, koff, ram_top),
+        false => None,
     };
-    if load_addr + need > ram_top {
-        return Err(LinuxBootError::NoRoom {
-            what: "kernel",
-            size: need,
-            limit: ram_top,
-        });
-    }
-    mem.write(load_addr, payload)?;
+    let (entry, kernel_end) = match unpacked {
+        Some(r) => r,
+        None => {
+            let need = u64::from(h.init_size).max(payload.len() as u64);
+            let align = u64::from(h.kernel_alignment.max(0x20_0000));
+            let load_addr = if !h.relocatable || h.pref_address + need <= ram_top {
+                h.pref_address.max(0x10_0000)
+            } else {
+                0x10_0000u64.next_multiple_of(align)
+            };
+            if load_addr + need > ram_top {
+                return Err(LinuxBootError::NoRoom {
+                    what: "kernel",
+                    size: need,
+                    limit: ram_top,
+                });
+            }
+            mem.write(load_addr, payload)?;
+            // The bzImage's 64-bit entry: its decompressor, then vmlinux.
+            (load_addr + 0x200, load_addr + need)
+        }
+    };
 
     // Zero page: copy the setup header as the protocol asks, then fill loader fields.
     let mut bp = vec![0u8; 4096];
@@ -280,7 +294,6 @@ pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxB
             .max_by_key(|&(_, end)| end)
             .unwrap_or((0, limit));
         let size = initrd.len() as u64;
-        let kernel_end = load_addr + need;
         let addr = limit
             .checked_sub(size)
             .map(|a| a & !0xfff)
@@ -347,10 +360,51 @@ pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxB
     s.cr3 = PML4;
     s.cr4 = 1 << 5; // PAE
     s.efer = efer::LME | efer::LMA;
-    s.rip = load_addr + 0x200;
+    s.rip = entry;
     s.gpr[reg::RSI] = BOOT_PARAMS;
     s.rflags = 2;
     Ok(s)
+}
+
+/// Unpack the payload of the bzImage `k` (protected-mode kernel at `koff`) and load its
+/// vmlinux segments: the entry and the end of the kernel, or None (with the reason logged)
+/// when the guest's decompressor has to do it.
+fn load_vmlinux(mem: &GuestMemory, k: &[u8], koff: usize, ram_top: u64) -> Option<(u64, u64)> {
+    use super::vmlinux::{unpack, Elf};
+    let off = koff.checked_add(le32(k, 0x248) as usize)?;
+    let len = le32(k, 0x24c) as usize;
+    let payload = k.get(off..off.checked_add(len)?)?;
+    let r = unpack(payload).and_then(|elf| {
+        let e = Elf::parse(&elf)?;
+        let (lo, hi) = e.span();
+        // Below 1 MiB lie the zero page, command line and page tables this loader builds.
+        if lo < 0x10_0000 || hi > ram_top {
+            return Err(format!(
+                "vmlinux needs {lo:#x}..{hi:#x}, RAM below 4 GiB ends at {ram_top:#x}"
+            ));
+        }
+        for s in &e.segments {
+            let start = s.offset as usize;
+            let bytes = &elf[start..start + s.file as usize];
+            mem.write(s.paddr, bytes).map_err(|e| e.to_string())?;
+            let zeros = vec![0u8; (s.mem - s.file) as usize];
+            mem.write(s.paddr + s.file, &zeros)
+                .map_err(|e| e.to_string())?;
+        }
+        Ok((e.entry, hi, elf.len()))
+    });
+    match r {
+        Ok((entry, end, size)) => {
+            tracing::info!(
+                "kernel unpacked on the host: vmlinux of {size} bytes, entry {entry:#x}"
+            );
+            Some((entry, end))
+        }
+        Err(why) => {
+            tracing::info!("kernel left to its own decompressor: {why}");
+            None
+        }
+    }
 }
 
 #[cfg(test)]
@@ -409,6 +463,7 @@ mod tests {
                 cmdline: "console=ttyS0",
                 e820: &e820,
                 rsdp: Some(0xe0000),
+                unpack_on_host: true,
             },
         )
         .unwrap();
@@ -446,6 +501,7 @@ mod tests {
                     cmdline: "",
                     e820: &[],
                     rsdp: None,
+                    unpack_on_host: true,
                 },
             )
             .unwrap_err()

@@ -2,3 +2,4 @@
 
 pub mod e820;
 pub mod linux;
+pub mod vmlinux;
