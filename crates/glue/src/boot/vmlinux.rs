@@ -44,7 +44,9 @@ pub fn unpack(payload: &[u8]) -> Result<Vec<u8>, String> {
 /// One xz stream (Linux appends the uncompressed size after it, which is ignored).
 fn unxz(payload: &[u8]) -> Result<Vec<u8>, String> {
     use xz2::stream::{Action, Status, Stream};
-    let mut z = Stream::new_stream_decoder(u64::MAX, 0).map_err(|e| e.to_string())?;
+    // Linux uses a 32 MiB dictionary; a header asking for more than 128 MiB of decoder
+    // memory is refused rather than allocated.
+    let mut z = Stream::new_stream_decoder(128 << 20, 0).map_err(|e| e.to_string())?;
     let mut out = Vec::with_capacity(payload.len() * 4);
     loop {
         let at = z.total_in() as usize;
