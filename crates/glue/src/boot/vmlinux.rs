@@ -217,7 +217,8 @@ mod tests {
     #[test]
     fn rejects_broken_headers() {
         let good = tiny_elf(0x100_0000, &[0xf4; 16], 0);
-        let cases: Vec<(&str, Box<dyn Fn(&mut Vec<u8>)>)> = vec![
+        type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+        let cases: Vec<(&str, Mutation)> = vec![
             ("magic", Box::new(|b| b[0] = 0)),
             ("32-bit", Box::new(|b| b[4] = 1)),
             ("machine", Box::new(|b| b[18] = 3)),
