@@ -5,7 +5,9 @@
 //! Both boot the same kernel and initramfs (`kit-cache/`, or `$NOVABOX_KIT_DIR`) by direct
 //! kernel boot with the same memory size and command line (default
 //! `console=ttyS0 novabox.test=smoke`, which makes the kit's init run its smoke test and
-//! power off through ACPI). Each run is timed from launch to the init's marker line
+//! power off through ACPI). novabox unpacks the bzImage on the host and enters vmlinux
+//! (glue's direct boot; `NOVABOX_GUEST_DECOMPRESS=1` makes the guest run the decompressor
+//! as QEMU's guest does). Each run is timed from launch to the init's marker line
 //! (`NOVABOX-INIT-START` on the serial console) and to the process exit after the ACPI
 //! power-off, and the CPU time the process used is taken from the parent's reaped-children
 //! accounting. Medians of N runs (default 5) and the novabox/QEMU ratios are printed.
@@ -21,7 +23,8 @@ pub const INIT_MARKER: &str = "NOVABOX-INIT-START";
 /// A boot that takes longer than this is stopped and counted as failed.
 const TIMEOUT: Duration = Duration::from_secs(1800);
 
-/// The kernel's first console line: the time to it is mostly the bzImage decompressor.
+/// The kernel's first console line: the time to it is mostly the bzImage decompressor
+/// where the guest runs it (QEMU; novabox with `NOVABOX_GUEST_DECOMPRESS=1`).
 const KERNEL_BANNER: &str = "Linux version";
 
 /// What one boot measured.
