@@ -246,22 +246,15 @@ fn novabox_cmd(
 }
 
 fn qemu_cmd(kernel: &Path, initrd: &Path, disk: &Path, o: &Opts) -> Command {
-    let mut c = Command::new("qemu-system-x86_64");
-    c.args(["-accel", "tcg", "-smp", "1", "-m"])
-        .arg(o.memory.to_string())
-        .arg("-kernel")
-        .arg(kernel)
-        .arg("-initrd")
-        .arg(initrd)
-        .args(["-append", &cmdline(o)])
-        .args([
-            "-nodefaults",
-            "-display",
-            "none",
-            "-serial",
-            "stdio",
-            "-no-reboot",
-        ]);
+    // The boot benchmark's QEMU command line, plus the disk.
+    let boot = crate::bench_boot::Opts {
+        runs: 1,
+        memory: u32::try_from(o.memory).unwrap_or(u32::MAX),
+        cmdline: cmdline(o),
+        novabox: None,
+        qemu: None,
+    };
+    let mut c = crate::bench_boot::qemu_cmd(Path::new("qemu-system-x86_64"), kernel, initrd, &boot);
     if o.ide {
         c.arg("-drive").arg(format!(
             "file={},format=vdi,if=ide,index=0,media=disk",
