@@ -419,6 +419,7 @@ impl Cpu {
     }
 
     /// Push a value of `size` bytes on the stack.
+    #[inline]
     pub(crate) fn push(&mut self, size: u32, v: u64) -> R<()> {
         let ss = self.stack_size();
         let m = Self::mask_for(ss);
@@ -430,6 +431,7 @@ impl Cpu {
     }
 
     /// Pop a value of `size` bytes from the stack.
+    #[inline]
     pub(crate) fn pop(&mut self, size: u32) -> R<u64> {
         let v = self.peek(size, 0)?;
         let m = Self::mask_for(self.stack_size());
@@ -439,6 +441,7 @@ impl Cpu {
     }
 
     /// Read the stack at `rsp + off` without popping.
+    #[inline]
     pub(crate) fn peek(&mut self, size: u32, off: u64) -> R<u64> {
         let m = Self::mask_for(self.stack_size());
         let addr = self.s.gpr[4].wrapping_add(off) & m;
