@@ -5,7 +5,10 @@
 #                                   implementation for the disk-image tests),
 #                                   cpio (cross-checks the kit's cpio writer),
 #                                   libarchive-tools (bsdtar: cross-checks the
-#                                   kit's ISO 9660 writer)
+#                                   kit's ISO 9660 writer), chromium, nodejs
+#                                   and npm (the browser console test drives
+#                                   headless Chromium through playwright-core,
+#                                   which `npm ci --prefix crates/vnc/web` gets)
 #   scripts/setup-host.sh --peers   additionally qemu-system-x86 (the TCG/KVM
 #                                   performance peer and kit boot check)
 #
@@ -64,9 +67,10 @@ if [ "$peers" -eq 1 ]; then
     # qemu-system-x86 comes in; install qemu-utils again afterwards.
     install qemu-system-x86
 fi
-install qemu-utils cpio libarchive-tools
+install qemu-utils cpio libarchive-tools chromium nodejs npm
 
 qemu-img --version | head -n 1
+echo "node $(node --version), $(chromium --version 2>/dev/null | head -n 1)"
 if [ "$peers" -eq 1 ]; then
     qemu-system-x86_64 --version | head -n 1
 fi

@@ -24,6 +24,17 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "host packages (scripts/setup-host.sh)",
         Command::new("bash").arg(root.join("scripts/setup-host.sh")),
     )?;
+    if !root
+        .join("crates/vnc/web/node_modules/playwright-core")
+        .is_dir()
+    {
+        step(
+            "browser test driver (npm ci --prefix crates/vnc/web)",
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--prefix"])
+                .arg(root.join("crates/vnc/web")),
+        )?;
+    }
     step(
         "guest kit (cargo xtask kit)",
         cargo().args(["xtask", "kit"]).current_dir(&root),
