@@ -67,7 +67,11 @@ if [ "$peers" -eq 1 ]; then
     # qemu-system-x86 comes in; install qemu-utils again afterwards.
     install qemu-system-x86
 fi
-install qemu-utils cpio libarchive-tools chromium nodejs npm
+install qemu-utils cpio libarchive-tools chromium
+# A node from elsewhere (NodeSource's nodejs bundles npm and conflicts with Debian's npm)
+# is used as it is; only what is missing comes from Debian.
+command -v node >/dev/null || install nodejs
+command -v npm >/dev/null || install npm
 
 qemu-img --version | head -n 1
 echo "node $(node --version), $(chromium --version 2>/dev/null | head -n 1)"
