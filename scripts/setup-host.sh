@@ -8,7 +8,8 @@
 #                                   kit's ISO 9660 writer), chromium, nodejs
 #                                   and npm (the browser console test drives
 #                                   headless Chromium through playwright-core,
-#                                   which `npm ci --prefix crates/vnc/web` gets)
+#                                   which `npm ci --prefix crates/vnc/web` gets),
+#                                   and vncdotool from PyPI (a real VNC client)
 #   scripts/setup-host.sh --peers   additionally qemu-system-x86 (the TCG/KVM
 #                                   performance peer and kit boot check)
 #
@@ -73,8 +74,17 @@ install qemu-utils cpio libarchive-tools chromium
 command -v node >/dev/null || install nodejs
 command -v npm >/dev/null || install npm
 
+# vncdotool (PyPI): the real VNC client the VNC tests decode the screen with.
+if ! python3 -c "import vncdotool" 2>/dev/null; then
+    python3 -m pip --version >/dev/null 2>&1 || install python3-pip
+    echo "setup-host: pip install vncdotool"
+    # Debian's own python3 refuses pip installs outside a venv unless told (PEP 668).
+    python3 -m pip install -q --user vncdotool 2>/dev/null \
+        || python3 -m pip install -q --user --break-system-packages vncdotool
+fi
+
 qemu-img --version | head -n 1
-echo "node $(node --version), $(chromium --version 2>/dev/null | head -n 1)"
+echo "node $(node --version), $(chromium --version 2>/dev/null | head -n 1), vncdotool $(python3 -c 'import importlib.metadata as m; print(m.version("vncdotool"))')"
 if [ "$peers" -eq 1 ]; then
     qemu-system-x86_64 --version | head -n 1
 fi

@@ -9,6 +9,9 @@
 //! Loud skips: no kit (`cargo xtask kit`), no vncdotool (`pip install vncdotool`).
 //! `DISPLAY_GOLDEN_UPDATE=1` rewrites the golden image.
 
+#[path = "common/vncdo.rs"]
+mod vncdo;
+
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,11 +62,7 @@ fn syslinux_screen_controlvm_screenshot_equals_real_vnc_clients() {
         eprintln!("SKIPPED (no guest kit; cargo xtask kit): {test}");
         return;
     }
-    let vncdo_ok = Command::new("vncdo")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !vncdo_ok {
+    if vncdo::vncdo().is_none() {
         eprintln!("SKIPPED (no vncdotool; pip install vncdotool): {test}");
         return;
     }
@@ -142,7 +141,8 @@ fn syslinux_screen_controlvm_screenshot_equals_real_vnc_clients() {
                 .arg(&vbox)
                 .arg("screenshotpng")
                 .arg(&a));
-            let ok_raw = run(Command::new("vncdo")
+            let ok_raw = run(vncdo::vncdo()
+                .unwrap()
                 .args(["-s", &format!("127.0.0.1::{port}"), "capture"])
                 .arg(&raw));
             let ok_zrle = run(Command::new("python3")

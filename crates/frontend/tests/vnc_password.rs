@@ -6,6 +6,9 @@
 //!
 //! Loud skips: no SeaBIOS (`cargo xtask kit`), no vncdotool (`pip install vncdotool`).
 
+#[path = "common/vncdo.rs"]
+mod vncdo;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -61,11 +64,7 @@ fn vbox_vnc_password_is_required() {
         eprintln!("SKIPPED (no guest kit; cargo xtask kit): {test}");
         return;
     }
-    let vncdo_ok = Command::new("vncdo")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !vncdo_ok {
+    if vncdo::vncdo().is_none() {
         eprintln!("SKIPPED (no vncdotool; pip install vncdotool): {test}");
         return;
     }
@@ -98,7 +97,8 @@ fn vbox_vnc_password_is_required() {
         }
     }
     let vncdo = |password: &str, png: &Path| {
-        Command::new("vncdo")
+        vncdo::vncdo()
+            .unwrap()
             .arg("-s")
             .arg(format!("127.0.0.1::{port}"))
             .args(["-p", password, "-t", "30", "capture"])
