@@ -10,12 +10,12 @@
 //! there acts.
 //!
 //! Unlike VirtualBox, the vCPU that wrote the port then waits a short, bounded time
-//! (`VmmDevConfig::hgcm_sync_wait`, default [`SYNC_WAIT`]) for the service: a call that finishes within it (most shared-folder
-//! reads and writes) is returned completed (`rc = VINF_SUCCESS`, DONE set) from the port
-//! write itself and raises no event, which spares the guest the interrupt, the wake-up of
-//! the waiting thread and its scheduling: the guest drivers treat any rc other than
-//! VINF_HGCM_ASYNC_EXECUTE as "already done". A slower call (a notification wait) falls
-//! back to the asynchronous path unchanged.
+//! (`VmmDevConfig::hgcm_sync_wait`, default [`SYNC_WAIT`]) for the service: a call that
+//! finishes within it (most shared-folder reads and writes) is returned completed
+//! (`rc = VINF_SUCCESS`, DONE set) from the port write itself and raises no event, which
+//! spares the guest the interrupt, the wake-up of the waiting thread and its scheduling:
+//! the guest drivers treat any rc other than VINF_HGCM_ASYNC_EXECUTE as "already done". A
+//! slower call (a notification wait) falls back to the asynchronous path unchanged.
 
 use super::bytes::*;
 use super::consts::{event, req, *};
@@ -27,10 +27,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 const PAGE: u64 = 4096;
-/// How long the submitting vCPU waits for an HGCM call before leaving it asynchronous
-/// (the default of `VmmDevConfig::hgcm_sync_wait`):
-/// long enough for a service thread to wake and do a page of file I/O on a busy host,
-/// short enough that a long-polling call costs the vCPU next to nothing.
+/// How long the submitting vCPU waits for an HGCM call before leaving it asynchronous (the
+/// default of `VmmDevConfig::hgcm_sync_wait`): long enough for a service thread to wake
+/// and do a page of file I/O on a busy host, short enough that a long-polling call costs
+/// the vCPU next to nothing.
 pub(super) const SYNC_WAIT: Duration = Duration::from_micros(500);
 
 /// The submitting vCPU's wait for its call, while its port write is still in progress.
@@ -85,6 +85,7 @@ impl SyncWait {
         false
     }
 }
+
 /// Bytes of HGCM buffers the guest may have in flight at once (all calls together), so
 /// a hostile guest cannot make the host allocate without bound.
 pub(super) const MAX_IN_FLIGHT: u64 = 512 << 20;

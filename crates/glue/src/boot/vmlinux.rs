@@ -6,7 +6,7 @@
 //! engine is most of a direct boot (tens of seconds of LZMA decoding).
 //!
 //! The kernel is not relocated, so it runs at its link address without KASLR, as with
-//! QEMU's and Firecracker's vmlinux boots. A payload this module cannot unpack (a format
+//! Firecracker's and QEMU's (PVH) vmlinux boots. A payload this module cannot unpack (a format
 //! other than xz or gzip, or a kernel that does not fit) is left to the guest's
 //! decompressor: [`unpack`] and [`Elf::parse`] say why.
 
@@ -19,22 +19,21 @@ pub const MAX_VMLINUX: u64 = 512 << 20;
 /// Decompress a bzImage payload (`payload_offset`/`payload_length` of the setup header):
 /// xz (with the x86 BCJ filter Linux uses) or gzip.
 pub fn unpack(payload: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    let limit = MAX_VMLINUX + 1;
-    let r = if payload.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
+    if payload.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0]) {
         return unxz(payload);
-    } else if payload.starts_with(&[0x1f, 0x8b]) {
-        flate2::read::GzDecoder::new(payload)
-            .take(limit)
-            .read_to_end(&mut out)
-    } else {
+    }
+    if !payload.starts_with(&[0x1f, 0x8b]) {
         let head: Vec<String> = payload.iter().take(4).map(|b| format!("{b:02x}")).collect();
         return Err(format!(
             "payload format not unpacked here ({})",
             head.join(" ")
         ));
-    };
-    r.map_err(|e| format!("payload does not decompress: {e}"))?;
+    }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(payload)
+        .take(MAX_VMLINUX + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| format!("payload does not decompress: {e}"))?;
     if out.len() as u64 > MAX_VMLINUX {
         return Err(format!("payload inflates past {MAX_VMLINUX} bytes"));
     }
