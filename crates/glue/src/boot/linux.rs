@@ -282,6 +282,11 @@ pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxB
 
     if let Some(initrd) = img.initrd {
         check_initrd(initrd)?;
+        let inflated = match img.unpack_on_host {
+            true => super::vmlinux::inflate_initramfs(initrd),
+            false => None,
+        };
+        let initrd = inflated.as_deref().unwrap_or(initrd);
         let limit = ram_top.min(u64::from(h.initrd_addr_max) + 1);
         // Only usable RAM may hold the initrd: the top of RAM can carry the ACPI tables
         // (reserved in the E820 map), which the initrd would otherwise overwrite.

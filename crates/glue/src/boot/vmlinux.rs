@@ -40,6 +40,22 @@ pub fn unpack(payload: &[u8]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// A gzip-compressed initramfs (one or more gzip members, then optional zero padding)
+/// inflated to its cpio archive, so the guest kernel does not inflate it on the
+/// interpreter; None (use the initrd as it is) for anything else: other compressors,
+/// uncompressed or mixed archives (early microcode before a compressed one), disk images,
+/// or a result that is not a cpio archive.
+pub fn inflate_initramfs(initrd: &[u8]) -> Option<Vec<u8>> {
+    if !initrd.starts_with(&[0x1f, 0x8b]) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(initrd.len() * 4);
+    let mut z = flate2::read::MultiGzDecoder::new(initrd).take(MAX_VMLINUX + 1);
+    z.read_to_end(&mut out).ok()?;
+    let is_cpio = out.starts_with(b"070701") || out.starts_with(b"070702");
+    (is_cpio && out.len() as u64 <= MAX_VMLINUX).then_some(out)
+}
+
 /// One xz stream (Linux appends the uncompressed size after it, which is ignored).
 fn unxz(payload: &[u8]) -> Result<Vec<u8>, String> {
     use xz2::stream::{Action, Status, Stream};
@@ -261,6 +277,26 @@ mod tests {
             .unwrap_err()
             .contains("28 b5 2f fd"));
         assert!(unpack(&xz[..xz.len() / 2]).is_err(), "truncated stream");
+    }
+
+    #[test]
+    fn initramfs_inflates_only_whole_gzip_cpio() {
+        use std::io::Write;
+        let gz = |b: &[u8]| {
+            let mut g = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            g.write_all(b).unwrap();
+            g.finish().unwrap()
+        };
+        let cpio = b"070701000000000000000000TRAILER!!!".to_vec();
+        // Two members (as `cat a.gz b.gz`) come out as one archive stream.
+        let mut two = gz(&cpio);
+        two.extend(gz(&cpio));
+        let mut both = cpio.clone();
+        both.extend(&cpio);
+        assert_eq!(inflate_initramfs(&two).unwrap(), both);
+        assert!(inflate_initramfs(&cpio).is_none(), "already uncompressed");
+        assert!(inflate_initramfs(&gz(b"not a cpio")).is_none());
+        assert!(inflate_initramfs(&gz(&cpio)[..10]).is_none(), "truncated");
     }
 
     proptest::proptest! {
