@@ -391,8 +391,9 @@ impl Machine {
                         cmdline: &cmdline,
                         e820: &map,
                         rsdp: Some(RSDP_ADDR),
-                        // NOVABOX_GUEST_DECOMPRESS=1: run the bzImage decompressor in the
-                        // guest, as a boot loader would (for comparisons and diagnosis).
+                        // NOVABOX_GUEST_DECOMPRESS=1: the guest runs the bzImage
+                        // decompressor and inflates the initramfs itself, as after a boot
+                        // loader (for comparisons and diagnosis).
                         unpack_on_host: std::env::var_os("NOVABOX_GUEST_DECOMPRESS").is_none(),
                     },
                 )?

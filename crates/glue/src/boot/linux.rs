@@ -76,8 +76,9 @@ pub struct LinuxImage<'a> {
     pub e820: &'a [E820Entry],
     /// Where the ACPI RSDP is (boot_params.acpi_rsdp_addr).
     pub rsdp: Option<u64>,
-    /// Unpack the kernel on the host and enter vmlinux directly (see [`super::vmlinux`]);
-    /// false, or a payload that cannot be unpacked here, runs the guest's decompressor.
+    /// Unpack the kernel on the host and enter vmlinux directly, and inflate a gzip
+    /// initramfs (see [`super::vmlinux`]); false, or input that cannot be unpacked here,
+    /// leaves both to the guest.
     pub unpack_on_host: bool,
 }
 
