@@ -127,9 +127,12 @@ fn disk_storage(disks: &[PathBuf], kind: &str) -> glue::wiring_storage::Config {
     }
     let attachments = (0u32..)
         .zip(disks)
-        .map(|(i, p)| match ide {
-            true => Attachment::disk(i / 2, i % 2, p),
-            false => Attachment::disk(i, 0, p),
+        .map(|(i, p)| {
+            if ide {
+                Attachment::disk(i / 2, i % 2, p)
+            } else {
+                Attachment::disk(i, 0, p)
+            }
         })
         .collect::<Vec<_>>();
     Config {

@@ -289,19 +289,16 @@ impl Mmio2 {
     /// its log first.
     pub fn take_dirty(&self) -> Vec<u64> {
         let source = self.mem.dirty_log.read().clone();
-        if let (Some(log), Some(gpa)) = (source, self.mapped_at()) {
-            if let Some(words) = log(gpa, self.size) {
-                let r = self.region();
-                for (i, w) in words.iter().enumerate().filter(|(_, &w)| w != 0) {
-                    for b in 0..64 {
-                        if w & (1 << b) != 0 {
-                            r.mark((i as u64 * 64 + b) * PAGE_SIZE, 1);
-                        }
-                    }
-                }
-            }
+        let logged = match (source, self.mapped_at()) {
+            (Some(log), Some(gpa)) => log(gpa, self.size),
+            _ => None,
+        };
+        let mut words = self.region().take();
+        // Same layout (page p of the mapping is page p of the region): OR the log in.
+        for (w, l) in words.iter_mut().zip(logged.unwrap_or_default()) {
+            *w |= l;
         }
-        self.region().take()
+        words
     }
 
     /// Mark every page dirty (e.g. to force a full redraw).

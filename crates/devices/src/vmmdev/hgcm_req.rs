@@ -434,13 +434,13 @@ pub(super) fn handle(core: &Arc<Core>, gpa: u64, b: &[u8], requestor: u32) {
     }
     let rtype = u32_at(b, 8);
     let size = b.len();
-    let done = |token: CancelToken, kind: Kind| -> Box<dyn Completion> {
+    let done = |token: CancelToken, kind: Kind, sync: Option<Arc<SyncWait>>| {
         Box::new(Done {
             core: core.clone(),
             gpa,
             token,
             kind,
-            sync: None,
+            sync,
         })
     };
     match rtype {
@@ -457,7 +457,7 @@ pub(super) fn handle(core: &Arc<Core>, gpa: u64, b: &[u8], requestor: u32) {
             };
             write_rc(core, gpa, VINF_HGCM_ASYNC_EXECUTE);
             core.hgcm
-                .connect(name, requestor, done(token, Kind::Connect));
+                .connect(name, requestor, done(token, Kind::Connect, None));
         }
         req::HGCM_DISCONNECT => {
             if size < 36 {
@@ -471,7 +471,7 @@ pub(super) fn handle(core: &Arc<Core>, gpa: u64, b: &[u8], requestor: u32) {
             let client = u32_at(b, 32);
             if let Err(rc) = core
                 .hgcm
-                .disconnect(client, Some(done(token.clone(), Kind::Disconnect)))
+                .disconnect(client, Some(done(token.clone(), Kind::Disconnect, None)))
             {
                 abandon(core, gpa, &token);
                 write_rc(core, gpa, rc);
@@ -495,13 +495,7 @@ pub(super) fn handle(core: &Arc<Core>, gpa: u64, b: &[u8], requestor: u32) {
                 ..
             } = call;
             let wait = SyncWait::new();
-            let completion = Box::new(Done {
-                core: core.clone(),
-                gpa,
-                token: token.clone(),
-                kind: Kind::Call(origins),
-                sync: Some(wait.clone()),
-            });
+            let completion = done(token.clone(), Kind::Call(origins), Some(wait.clone()));
             match core.hgcm.call(
                 client,
                 function,

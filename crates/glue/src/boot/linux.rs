@@ -229,9 +229,10 @@ pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxB
         });
     }
     let ram_top = mem.layout().ram_below_4g();
-    let unpacked = match img.unpack_on_host {
-        true => load_vmlinux(mem, k, koff, ram_top),
-        false => None,
+    let unpacked = if img.unpack_on_host {
+        load_vmlinux(mem, k, koff, ram_top)
+    } else {
+        None
     };
     let (entry, kernel_end) = match unpacked {
         Some(r) => r,
@@ -283,9 +284,10 @@ pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxB
 
     if let Some(initrd) = img.initrd {
         check_initrd(initrd)?;
-        let inflated = match img.unpack_on_host {
-            true => super::vmlinux::inflate_initramfs(initrd),
-            false => None,
+        let inflated = if img.unpack_on_host {
+            super::vmlinux::inflate_initramfs(initrd)
+        } else {
+            None
         };
         let initrd = inflated.as_deref().unwrap_or(initrd);
         let limit = ram_top.min(u64::from(h.initrd_addr_max) + 1);

@@ -81,9 +81,10 @@ pub(crate) fn string(c: &mut Cpu, ins: &Instruction, mn: Mnemonic) -> R<()> {
         let mut stop_cond = false;
         match mn {
             Mnemonic::Movsb | Mnemonic::Movsw | Mnemonic::Movsd | Mnemonic::Movsq => {
-                n = match rep && !down {
-                    true => bulk(c, Some((sseg, si)), di, size, am, 0)?,
-                    false => 0,
+                n = if rep && !down {
+                    bulk(c, Some((sseg, si)), di, size, am, 0)?
+                } else {
+                    0
                 };
                 if n == 0 {
                     n = 1;
@@ -95,9 +96,10 @@ pub(crate) fn string(c: &mut Cpu, ins: &Instruction, mn: Mnemonic) -> R<()> {
             }
             Mnemonic::Stosb | Mnemonic::Stosw | Mnemonic::Stosd | Mnemonic::Stosq => {
                 let v = c.s.gpr[0] & mask(size as u32);
-                n = match rep && !down {
-                    true => bulk(c, None, di, size, am, v)?,
-                    false => 0,
+                n = if rep && !down {
+                    bulk(c, None, di, size, am, v)?
+                } else {
+                    0
                 };
                 if n == 0 {
                     n = 1;
