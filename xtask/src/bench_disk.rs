@@ -74,7 +74,7 @@ fn parse_result(line: &str) -> Option<(usize, u64, u64, f64)> {
 /// Run `cmd` (a VM with its serial console on stdout) until the guest test ends or
 /// `limit` passes; its phases.
 fn run_vm(name: &str, cmd: Command, limit: Duration) -> Result<Run> {
-    let mut vm = crate::console::Console::spawn(name, cmd, |l: &str| {
+    let vm = crate::console::Console::spawn(name, cmd, |l: &str| {
         l.contains("NOVABOX-") || l.contains("diskbench") || l.contains("FAIL")
     })?;
     let rx = &vm.lines;
@@ -128,14 +128,7 @@ fn run_vm(name: &str, cmd: Command, limit: Duration) -> Result<Run> {
         }
     }
     // The guest powers off by itself after the test; give it a moment, then make sure.
-    let wait_until = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < wait_until {
-        if vm.child.try_wait()?.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    vm.finish();
+    vm.finish_within(Duration::from_secs(30))?;
     if let Some(f) = failure {
         bail!("{name}: {f} (is the kit current? `cargo xtask kit` builds /bin/diskbench)");
     }

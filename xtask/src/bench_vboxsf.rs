@@ -23,7 +23,7 @@ struct Phases {
 /// Run `cmd` (a VM with its serial console on stdout) until it exits or `limit` passes;
 /// the phases from its markers.
 fn run_vm(name: &str, cmd: Command, limit: Duration) -> Result<Phases> {
-    let mut vm = crate::console::Console::spawn(name, cmd, |l: &str| {
+    let vm = crate::console::Console::spawn(name, cmd, |l: &str| {
         l.contains("NOVABOX-") || l.contains("FAIL")
     })?;
     let rx = &vm.lines;
@@ -69,14 +69,7 @@ fn run_vm(name: &str, cmd: Command, limit: Duration) -> Result<Phases> {
         }
     }
     // The guest powers off by itself after the test; give it a moment, then make sure.
-    let wait_until = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < wait_until {
-        if vm.child.try_wait()?.is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    vm.finish();
+    vm.finish_within(Duration::from_secs(60))?;
     if let Some(f) = failure {
         bail!("{name}: {f}");
     }

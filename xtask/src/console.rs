@@ -46,6 +46,17 @@ impl Console {
         })
     }
 
+    /// Give the VM up to `grace` to exit by itself (the guest powers off after its test),
+    /// then [`Console::finish`] it.
+    pub fn finish_within(mut self, grace: std::time::Duration) -> anyhow::Result<()> {
+        let until = Instant::now() + grace;
+        while Instant::now() < until && self.child.try_wait()?.is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        self.finish();
+        Ok(())
+    }
+
     /// Kill the VM if it still runs and collect the reader.
     pub fn finish(mut self) {
         let _ = self.child.kill();
