@@ -383,6 +383,7 @@ impl Machine {
                     .write_to_guest(&memory, RSDP_ADDR, acpi_at)
                     .map_err(dev_err)?;
                 let map = e820::pc_map(&l, Some((acpi_at, ACPI_AREA)));
+                let unpack_cache = crate::boot::unpack_cache::UnpackCache::from_env();
                 linux::load(
                     &memory,
                     &linux::LinuxImage {
@@ -395,6 +396,7 @@ impl Machine {
                         // decompressor and inflates the initramfs itself, as after a boot
                         // loader (for comparisons and diagnosis).
                         unpack_on_host: std::env::var_os("NOVABOX_GUEST_DECOMPRESS").is_none(),
+                        unpack_cache: unpack_cache.as_ref(),
                     },
                 )?
             }

@@ -80,6 +80,8 @@ pub struct LinuxImage<'a> {
     /// initramfs (see [`super::vmlinux`]); false, or input that cannot be unpacked here,
     /// leaves both to the guest.
     pub unpack_on_host: bool,
+    /// Where kernels unpacked on the host are kept between boots (None: unpack every time).
+    pub unpack_cache: Option<&'a super::unpack_cache::UnpackCache>,
 }
 
 /// The parts of the setup header the loader needs.
@@ -230,7 +232,7 @@ pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxB
     }
     let ram_top = mem.layout().ram_below_4g();
     let unpacked = if img.unpack_on_host {
-        load_vmlinux(mem, k, koff, ram_top)
+        load_vmlinux(mem, k, koff, ram_top, img.unpack_cache)
     } else {
         None
     };
@@ -377,12 +379,22 @@ pub fn load(mem: &GuestMemory, img: &LinuxImage<'_>) -> Result<VcpuState, LinuxB
 /// Unpack the payload of the bzImage `k` (protected-mode kernel at `koff`) and load its
 /// vmlinux segments: the entry and the end of the kernel, or None (with the reason logged)
 /// when the guest's decompressor has to do it.
-fn load_vmlinux(mem: &GuestMemory, k: &[u8], koff: usize, ram_top: u64) -> Option<(u64, u64)> {
+fn load_vmlinux(
+    mem: &GuestMemory,
+    k: &[u8],
+    koff: usize,
+    ram_top: u64,
+    cache: Option<&super::unpack_cache::UnpackCache>,
+) -> Option<(u64, u64)> {
     use super::vmlinux::{unpack, Elf};
     let off = koff.checked_add(le32(k, 0x248) as usize)?;
     let len = le32(k, 0x24c) as usize;
     let payload = k.get(off..off.checked_add(len)?)?;
-    let r = unpack(payload).and_then(|elf| {
+    let elf = match cache {
+        Some(c) => c.get_or_unpack(payload, unpack),
+        None => unpack(payload),
+    };
+    let r = elf.and_then(|elf| {
         let e = Elf::parse(&elf)?;
         let (lo, hi) = e.span();
         // Below 1 MiB lie the zero page, command line and page tables this loader builds.
@@ -472,6 +484,7 @@ mod tests {
                 e820: &e820,
                 rsdp: Some(0xe0000),
                 unpack_on_host: true,
+                unpack_cache: None,
             },
         )
         .unwrap();
@@ -510,6 +523,7 @@ mod tests {
                     e820: &[],
                     rsdp: None,
                     unpack_on_host: true,
+                    unpack_cache: None,
                 },
             )
             .unwrap_err()

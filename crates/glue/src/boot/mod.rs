@@ -2,4 +2,5 @@
 
 pub mod e820;
 pub mod linux;
+pub mod unpack_cache;
 pub mod vmlinux;
