@@ -110,7 +110,7 @@ impl UnpackCache {
             .filter(|e| e.path().extension().is_some_and(|x| x == "vmlinux"))
             .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
             .collect();
-        entries.sort_by(|a, b| b.0.cmp(&a.0));
+        entries.sort_by_key(|e| std::cmp::Reverse(e.0));
         for (_, p) in entries.into_iter().skip(Self::KEEP) {
             let _ = std::fs::remove_file(p);
         }
