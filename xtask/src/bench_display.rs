@@ -493,6 +493,8 @@ fn show(who: &str, f: &Figures) {
 pub fn run(args: &[String]) -> Result<()> {
     let mut secs = 20u64;
     let mut pace = 9u32;
+    let mut scenes = vec![Scene::Scroll, Scene::Fill];
+    let mut flat = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -510,8 +512,17 @@ pub fn run(args: &[String]) -> Result<()> {
                     .parse()
                     .context("--pace")?
             }
+            "--scene" => {
+                scenes = match it.next().map(String::as_str) {
+                    Some("scroll") => vec![Scene::Scroll],
+                    Some("fill") => vec![Scene::Fill],
+                    _ => bail!("--scene takes scroll or fill"),
+                }
+            }
+            "--flat" => flat = true,
             _ => {
-                println!("usage: cargo xtask bench-display [--seconds S (20)] [--pace TICKS (9)]");
+                println!("usage: cargo xtask bench-display [--seconds S (20)] [--pace TICKS (9)] [--scene scroll|fill] [--flat]");
+                println!("  --scene: that scene only; --flat: no paced runs");
                 println!("  runs each scene flat out, then paced to one frame per TICKS PIT wraps");
                 println!("  (54.9 ms each), so both guests draw the same frames");
                 return Ok(());
@@ -543,8 +554,9 @@ pub fn run(args: &[String]) -> Result<()> {
     );
     println!("  drawn: guest frames/s; shown: of those, frames/s the client saw; B/drawn: bytes per guest frame");
     // KVM is left out: kvm-pvm runs 64-bit guests only, and this guest is 32-bit.
-    for p in [0, pace] {
-        for scene in [Scene::Scroll, Scene::Fill] {
+    let paces: &[u32] = if flat { &[0] } else { &[0, pace] };
+    for &p in paces {
+        for &scene in &scenes {
             compare(&dir, &bin, qemu, scene, p, secs)?;
         }
     }

@@ -18,6 +18,7 @@ pub mod png;
 pub mod proto;
 pub mod screen;
 pub mod server;
+pub mod shadow;
 pub mod ws;
 pub mod zrle;
 

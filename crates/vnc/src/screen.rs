@@ -25,6 +25,11 @@ pub struct Rect {
 }
 
 impl Rect {
+    /// The whole of a `w` x `h` picture.
+    pub fn full(w: u32, h: u32) -> Rect {
+        Rect { x: 0, y: 0, w, h }
+    }
+
     /// Clip to a `w` x `h` picture; None when nothing is left.
     pub fn clip(&self, w: u32, h: u32) -> Option<Rect> {
         let x1 = self.x.saturating_add(self.w).min(w);
@@ -98,6 +103,8 @@ pub(crate) struct ClientSlot {
     pub copy_rect: bool,
     /// A move to send as CopyRect before the damage (valid against the client's picture).
     pub copy: Option<Move>,
+    /// The client asked for a full picture: send the damage even where it holds the same.
+    pub force: bool,
 }
 
 /// Content that moved: `dst` now shows what was at (`dst.x`, `src_y`).

@@ -15,6 +15,7 @@ use crate::encode::{self, Encoder, PixelEncoding};
 use crate::keymap;
 use crate::proto::{encoding, parse_client_message, ClientMessage, PixelFormat};
 use crate::screen::{Rect, Screen};
+use crate::shadow::Shadow;
 use crate::ws;
 use parking_lot::Mutex;
 use std::io::{self, Read, Write};
@@ -412,6 +413,7 @@ fn handle(
         } => screen.with_client(id, |c| {
             c.requested = true;
             if !incremental {
+                c.force = true;
                 c.add(Rect {
                     x: x.into(),
                     y: y.into(),
@@ -479,6 +481,7 @@ fn write_loop(
     mut known: (u32, u32),
 ) -> io::Result<()> {
     let mut enc = Encoder::new();
+    let mut shadow = Shadow::new();
     let mut last = Instant::now() - MIN_UPDATE_INTERVAL;
     loop {
         let since = last.elapsed();
@@ -492,7 +495,8 @@ fn write_loop(
                 let s = session.lock();
                 s.ack_qemu_key || s.resize_reply.is_some() || s.announce_size
             };
-            let Some(c) = g.clients.get_mut(&id) else {
+            let inner = &mut *g;
+            let Some(c) = inner.clients.get_mut(&id) else {
                 return Ok(());
             };
             if c.closed {
@@ -505,10 +509,10 @@ fn write_loop(
                     || c.cursor_changed
                     || acks)
             {
-                c.requested = false;
                 let mut copy = c.copy.take();
                 let mut damage = std::mem::take(&mut c.damage);
                 let resized = std::mem::take(&mut c.resized);
+                let force = std::mem::take(&mut c.force) || resized;
                 // A move the client's picture cannot hold is sent as pixels.
                 if let Some(m) = copy {
                     let fits = |r: Rect| r.clip(known.0, known.1) == Some(r);
@@ -518,23 +522,23 @@ fn write_loop(
                     }
                 }
                 let cursor_changed = std::mem::take(&mut c.cursor_changed);
-                let (width, height) = (g.width, g.height);
+                let (width, height) = (inner.width, inner.height);
+                if let Some(m) = copy {
+                    shadow.apply_move(m);
+                }
+                // Only what differs from the client's picture (the shadow takes it).
+                let rects = shadow.changed(width, height, &inner.pixels, &damage, force);
+                if rects.is_empty() && copy.is_none() && !resized && !cursor_changed && !acks {
+                    screen.cond.wait_for(&mut g, Duration::from_secs(1));
+                    continue;
+                }
+                c.requested = false;
                 let cursor = if cursor_changed {
-                    Some(g.cursor.clone())
+                    Some(inner.cursor.clone())
                 } else {
                     None
                 };
-                // Copy out the damaged pixels while holding the lock; encode after.
-                let mut pieces = Vec::new();
-                for r in damage.iter().filter_map(|r| r.clip(width, height)) {
-                    let mut px = Vec::with_capacity((r.w * r.h) as usize);
-                    for y in r.y..r.y + r.h {
-                        let s = (y * width + r.x) as usize;
-                        px.extend_from_slice(&g.pixels[s..s + r.w as usize]);
-                    }
-                    pieces.push((r, px));
-                }
-                break (pieces, copy, resized, cursor, width, height);
+                break (rects, copy, resized, cursor, width, height);
             }
             screen.cond.wait_for(&mut g, Duration::from_secs(1));
         };
@@ -589,21 +593,18 @@ fn write_loop(
             enc.copy_rect(&mut body, m.dst, m.dst.x, m.src_y);
             n = n.saturating_add(1);
         }
-        for (r, px) in &damage {
+        let mut px = Vec::new();
+        for r in &damage {
             // A client that cannot follow a resize keeps its old size: clip to it.
             let Some(c) = r.clip(known.0, known.1) else {
                 continue;
             };
-            if c != *r {
-                let mut sub = Vec::with_capacity((c.w * c.h) as usize);
-                for y in 0..c.h {
-                    let s = (y * r.w) as usize;
-                    sub.extend_from_slice(&px[s..s + c.w as usize]);
-                }
-                enc.pixels(&mut body, c, &sub);
-            } else {
-                enc.pixels(&mut body, c, px);
+            px.clear();
+            for y in c.y..c.y + c.h {
+                let s = (y * width + c.x) as usize;
+                px.extend_from_slice(&shadow.pixels()[s..s + c.w as usize]);
             }
+            enc.pixels(&mut body, c, &px);
             n = n.saturating_add(1);
         }
         let mut msg = Vec::with_capacity(body.len() + 4);
