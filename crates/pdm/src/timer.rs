@@ -1,6 +1,12 @@
 //! Timers on the virtual clock. Devices arm a deadline; the VMM's event thread sleeps until
 //! the earliest one and runs the callbacks ([`TimerQueue::run_due`]). A callback runs
 //! without the queue lock held, so it may re-arm its own timer.
+//!
+//! Arming wakes the event thread only when the new deadline is earlier than the time it
+//! sleeps until. Guests re-arm constantly (Linux writes its local APIC timer, and every
+//! LAPIC write re-derives the deadline), and a futex wake plus a context switch per write
+//! cost the vCPU more than the write itself. A later or removed deadline needs no wake-up:
+//! the event thread wakes at the old time, finds nothing due and sleeps again.
 
 use crate::clock::Clock;
 use parking_lot::{Condvar, Mutex};
@@ -17,8 +23,16 @@ struct Slot {
 /// The set of timers of one VM.
 pub struct TimerQueue {
     clock: Arc<dyn Clock>,
-    slots: Mutex<Vec<Slot>>,
+    slots: Mutex<Slots>,
     wake: Condvar,
+}
+
+/// The timers and, while the event thread is blocked in [`TimerQueue::wait`], the virtual
+/// time it sleeps until.
+#[derive(Default)]
+struct Slots {
+    timers: Vec<Slot>,
+    sleep_until: Option<u64>,
 }
 
 /// A handle to one timer.
@@ -39,7 +53,7 @@ impl TimerQueue {
     pub fn new(clock: Arc<dyn Clock>) -> Arc<Self> {
         Arc::new(TimerQueue {
             clock,
-            slots: Mutex::new(Vec::new()),
+            slots: Mutex::new(Slots::default()),
             wake: Condvar::new(),
         })
     }
@@ -52,19 +66,24 @@ impl TimerQueue {
     /// Create a timer; `callback(now_ns)` runs on the event thread when it expires.
     pub fn create(self: &Arc<Self>, callback: impl FnMut(u64) + Send + 'static) -> Timer {
         let mut slots = self.slots.lock();
-        slots.push(Slot {
+        slots.timers.push(Slot {
             deadline: None,
             callback: Some(Box::new(callback)),
         });
         Timer {
             queue: self.clone(),
-            id: slots.len() - 1,
+            id: slots.timers.len() - 1,
         }
     }
 
     /// The earliest armed deadline.
     pub fn next_deadline(&self) -> Option<u64> {
-        self.slots.lock().iter().filter_map(|s| s.deadline).min()
+        self.slots
+            .lock()
+            .timers
+            .iter()
+            .filter_map(|s| s.deadline)
+            .min()
     }
 
     /// Run every timer whose deadline has passed; returns how many ran.
@@ -73,7 +92,7 @@ impl TimerQueue {
         let mut due: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
         {
             let mut slots = self.slots.lock();
-            for (i, s) in slots.iter_mut().enumerate() {
+            for (i, s) in slots.timers.iter_mut().enumerate() {
                 if let Some(d) = s.deadline {
                     if d <= now {
                         s.deadline = None;
@@ -84,11 +103,11 @@ impl TimerQueue {
         }
         let mut ran = 0;
         for id in due.into_values().flatten() {
-            let cb = self.slots.lock()[id].callback.take();
+            let cb = self.slots.lock().timers[id].callback.take();
             if let Some(mut cb) = cb {
                 cb(now);
                 ran += 1;
-                self.slots.lock()[id].callback = Some(cb);
+                self.slots.lock().timers[id].callback = Some(cb);
             }
         }
         ran
@@ -99,19 +118,26 @@ impl TimerQueue {
     pub fn wait(&self, max: std::time::Duration) {
         let mut slots = self.slots.lock();
         let now = self.clock.now_ns();
-        let next = slots.iter().filter_map(|s| s.deadline).min();
+        let next = slots.timers.iter().filter_map(|s| s.deadline).min();
         let dur = match next {
             Some(d) if d <= now => return,
             Some(d) => std::time::Duration::from_nanos(d - now).min(max),
             None => max,
         };
+        slots.sleep_until = Some(now.saturating_add(dur.as_nanos() as u64));
         self.wake.wait_for(&mut slots, dur);
+        slots.sleep_until = None;
     }
 
     fn arm(&self, id: usize, deadline: Option<u64>) {
         let mut slots = self.slots.lock();
-        slots[id].deadline = deadline;
-        self.wake.notify_all();
+        slots.timers[id].deadline = deadline;
+        // Not sleeping: the event thread looks at the deadlines before it next sleeps.
+        if let (Some(d), Some(until)) = (deadline, slots.sleep_until) {
+            if d < until {
+                self.wake.notify_all();
+            }
+        }
     }
 }
 
@@ -134,7 +160,7 @@ impl Timer {
 
     /// The armed deadline.
     pub fn deadline(&self) -> Option<u64> {
-        self.queue.slots.lock()[self.id].deadline
+        self.queue.slots.lock().timers[self.id].deadline
     }
 }
 
@@ -165,6 +191,55 @@ mod tests {
         clock.set(1000);
         assert_eq!(q.run_due(), 0);
         assert_eq!(hits.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_earlier_deadline_wakes_the_sleeping_event_thread() {
+        let clock = Arc::new(ManualClock::new(0));
+        let q = TimerQueue::new(clock.clone());
+        let t = q.create(|_| {});
+        let q2 = q.clone();
+        let waiter = std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            q2.wait(std::time::Duration::from_secs(30));
+            start.elapsed()
+        });
+        // Wait until the event thread sleeps, then arm: it must come back long before 30 s.
+        while q.slots.lock().sleep_until.is_none() {
+            std::thread::yield_now();
+        }
+        t.arm_at(1_000);
+        let slept = waiter.join().unwrap();
+        assert!(
+            slept < std::time::Duration::from_secs(10),
+            "slept {slept:?}"
+        );
+        assert_eq!(q.slots.lock().sleep_until, None);
+    }
+
+    #[test]
+    fn a_later_deadline_leaves_the_event_thread_asleep_until_its_own() {
+        let clock = Arc::new(ManualClock::new(0));
+        let q = TimerQueue::new(clock.clone());
+        let early = q.create(|_| {});
+        let late = q.create(|_| {});
+        early.arm_at(200_000_000); // 200 ms
+        let q2 = q.clone();
+        let waiter = std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            q2.wait(std::time::Duration::from_secs(30));
+            start.elapsed()
+        });
+        while q.slots.lock().sleep_until.is_none() {
+            std::thread::yield_now();
+        }
+        assert_eq!(q.slots.lock().sleep_until, Some(200_000_000));
+        late.arm_at(5_000_000_000);
+        let slept = waiter.join().unwrap();
+        assert!(
+            slept >= std::time::Duration::from_millis(150),
+            "slept {slept:?}"
+        );
     }
 
     #[test]
