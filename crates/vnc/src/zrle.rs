@@ -23,6 +23,7 @@ pub struct ZrleEncoder {
     z: Compress,
     tile: Vec<u32>,
     raw: Vec<u8>,
+    scratch: Box<TileScratch>,
 }
 
 impl std::fmt::Debug for ZrleEncoder {
@@ -51,22 +52,91 @@ fn put_run_len(out: &mut Vec<u8>, len: usize) {
     out.push(rest as u8);
 }
 
-/// Append the CPIXEL of `rgb` in `pf`.
-fn put_cpixel(out: &mut Vec<u8>, pf: &PixelFormat, rgb: u32) {
-    let mut b = [0u8; 4];
-    let mut v = Vec::with_capacity(4);
-    pf.put(&mut v, rgb);
-    let n = v.len();
-    b[..n].copy_from_slice(&v);
-    match pf.cpixel_bytes() {
-        Some(r) => out.extend_from_slice(&b[r]),
-        None => out.extend_from_slice(&b[..n]),
+/// Writes CPIXELs of one pixel format.
+#[derive(Clone, Copy)]
+struct CPixel {
+    pf: PixelFormat,
+    /// The bytes of a whole pixel that make the CPIXEL.
+    range: (usize, usize),
+    /// The server's own format: the CPIXEL is blue, green, red.
+    native: bool,
+}
+
+impl CPixel {
+    fn new(pf: &PixelFormat) -> Self {
+        let range = pf
+            .cpixel_bytes()
+            .map_or((0, pf.bytes()), |r| (r.start, r.end));
+        CPixel {
+            pf: *pf,
+            range,
+            native: *pf == PixelFormat::SERVER,
+        }
+    }
+
+    fn size(&self) -> usize {
+        self.range.1 - self.range.0
+    }
+
+    /// Append the CPIXEL of `rgb`.
+    fn put(&self, out: &mut Vec<u8>, rgb: u32) {
+        if self.native {
+            out.extend_from_slice(&rgb.to_le_bytes()[..3]);
+            return;
+        }
+        let mut v = [0u8; 4];
+        let mut w = Vec::with_capacity(4);
+        self.pf.put(&mut w, rgb);
+        v[..w.len()].copy_from_slice(&w);
+        out.extend_from_slice(&v[self.range.0..self.range.1]);
     }
 }
 
-/// CPIXEL size in bytes.
-fn cpixel_size(pf: &PixelFormat) -> usize {
-    pf.cpixel_bytes().map_or(pf.bytes(), |r| r.len())
+/// Colour -> palette index for one tile: open addressing, cleared by generation.
+struct PaletteMap {
+    slots: [(u32, u8, u32); 512],
+    generation: u32,
+}
+
+impl PaletteMap {
+    fn new() -> Self {
+        PaletteMap {
+            slots: [(0, 0, 0); 512],
+            generation: 0,
+        }
+    }
+
+    fn clear(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+        if self.generation == 0 {
+            self.slots = [(0, 0, 0); 512];
+            self.generation = 1;
+        }
+    }
+
+    /// The index of `c`, inserting it as `next` when absent; (index, inserted).
+    fn get_or_insert(&mut self, c: u32, next: u8) -> (u8, bool) {
+        let mut i = (c.wrapping_mul(0x9e37_79b1) >> 23) as usize;
+        loop {
+            let s = &mut self.slots[i];
+            if s.2 != self.generation {
+                *s = (c, next, self.generation);
+                return (next, true);
+            }
+            if s.0 == c {
+                return (s.1, false);
+            }
+            i = (i + 1) & 511;
+        }
+    }
+}
+
+/// One tile's analysis, reused from tile to tile.
+struct TileScratch {
+    /// (colour, length, palette index) of each run, across row ends.
+    runs: Vec<(u32, u32, u8)>,
+    palette: Vec<u32>,
+    map: PaletteMap,
 }
 
 impl ZrleEncoder {
@@ -78,6 +148,11 @@ impl ZrleEncoder {
             z: Compress::new(Compression::default(), true),
             tile: Vec::with_capacity((TILE * TILE) as usize),
             raw: Vec::new(),
+            scratch: Box::new(TileScratch {
+                runs: Vec::with_capacity((TILE * TILE) as usize),
+                palette: Vec::with_capacity(MAX_PALETTE + 1),
+                map: PaletteMap::new(),
+            }),
         }
     }
 
@@ -85,6 +160,7 @@ impl ZrleEncoder {
     /// rectangle (header, length, zlib data).
     pub fn encode(&mut self, out: &mut Vec<u8>, pf: &PixelFormat, r: Rect, pixels: &[u32]) {
         self.raw.clear();
+        let cp = CPixel::new(pf);
         let mut ty = 0;
         while ty < r.h {
             let th = TILE.min(r.h - ty);
@@ -97,7 +173,14 @@ impl ZrleEncoder {
                     self.tile
                         .extend(pixels[s..s + tw as usize].iter().map(|&p| p & 0x00ff_ffff));
                 }
-                encode_tile(&mut self.raw, pf, &self.tile, tw as usize, th as usize);
+                encode_tile(
+                    &mut self.raw,
+                    &cp,
+                    &mut self.scratch,
+                    &self.tile,
+                    tw as usize,
+                    th as usize,
+                );
                 tx += tw;
             }
             ty += th;
@@ -128,12 +211,20 @@ pub(crate) fn deflate_sync(z: &mut Compress, input: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-/// Append one tile's sub-encoding byte and data.
-fn encode_tile(out: &mut Vec<u8>, pf: &PixelFormat, px: &[u32], tw: usize, th: usize) {
-    let cp = cpixel_size(pf);
-    // Palette (up to 127 colours) and runs, in one pass.
-    let mut palette: Vec<u32> = Vec::with_capacity(16);
-
+/// Append one tile's sub-encoding byte and data: the smallest of its forms.
+fn encode_tile(
+    out: &mut Vec<u8>,
+    cp: &CPixel,
+    t: &mut TileScratch,
+    px: &[u32],
+    tw: usize,
+    th: usize,
+) {
+    let cps = cp.size();
+    // Runs, the palette (up to 127 colours) and the sizes of the RLE forms, in one pass.
+    t.runs.clear();
+    t.palette.clear();
+    t.map.clear();
     let mut plain_rle = 0usize;
     let mut pal_rle = 0usize;
     let mut i = 0;
@@ -144,21 +235,27 @@ fn encode_tile(out: &mut Vec<u8>, pf: &PixelFormat, px: &[u32], tw: usize, th: u
             j += 1;
         }
         let len = j - i;
-        plain_rle += cp + run_len_bytes(len);
+        plain_rle += cps + run_len_bytes(len);
         pal_rle += if len == 1 { 1 } else { 1 + run_len_bytes(len) };
-        if palette.len() <= MAX_PALETTE && !palette.contains(&c) {
-            palette.push(c);
+        let mut index = 0;
+        if t.palette.len() <= MAX_PALETTE {
+            let (k, new) = t.map.get_or_insert(c, t.palette.len() as u8);
+            if new {
+                t.palette.push(c);
+            }
+            index = k;
         }
+        t.runs.push((c, len as u32, index));
         i = j;
     }
     let n = px.len();
-    if palette.len() == 1 {
+    let p = t.palette.len();
+    if p == 1 {
         out.push(1);
-        put_cpixel(out, pf, palette[0]);
+        cp.put(out, t.palette[0]);
         return;
     }
-    let raw = n * cp;
-    let p = palette.len();
+    let raw = n * cps;
     let has_palette = p <= MAX_PALETTE;
     let bits = match p {
         2 => 1,
@@ -167,27 +264,27 @@ fn encode_tile(out: &mut Vec<u8>, pf: &PixelFormat, px: &[u32], tw: usize, th: u
         _ => 0,
     };
     let packed = if bits > 0 && (tw * bits).is_multiple_of(8) {
-        Some(p * cp + th * (tw * bits / 8))
+        Some(p * cps + th * (tw * bits / 8))
     } else {
         None
     };
-    let pal_rle = has_palette.then_some(p * cp + pal_rle);
+    let pal_rle = has_palette.then_some(p * cps + pal_rle);
     let best = [Some(raw), Some(plain_rle), pal_rle, packed]
         .into_iter()
         .flatten()
         .min()
         .unwrap_or(raw);
-    let index = |c: u32| palette.iter().position(|&q| q == c).unwrap_or(0) as u8;
     if Some(best) == packed {
         out.push(p as u8);
-        for &c in &palette {
-            put_cpixel(out, pf, c);
+        for &c in &t.palette {
+            cp.put(out, c);
         }
-        for row in px.chunks(tw) {
-            let mut acc = 0u8;
-            let mut nbits = 0;
-            for &c in row {
-                acc = (acc << bits) | index(c);
+        // Rows fill whole bytes (checked above), so the bits run on across row ends.
+        let mut acc = 0u8;
+        let mut nbits = 0;
+        for &(_, len, k) in &t.runs {
+            for _ in 0..len {
+                acc = (acc << bits) | k;
                 nbits += bits;
                 if nbits == 8 {
                     out.push(acc);
@@ -198,41 +295,28 @@ fn encode_tile(out: &mut Vec<u8>, pf: &PixelFormat, px: &[u32], tw: usize, th: u
         }
     } else if Some(best) == pal_rle {
         out.push(128 | p as u8);
-        for &c in &palette {
-            put_cpixel(out, pf, c);
+        for &c in &t.palette {
+            cp.put(out, c);
         }
-        for_runs(px, |c, len| {
+        for &(_, len, k) in &t.runs {
             if len == 1 {
-                out.push(index(c));
+                out.push(k);
             } else {
-                out.push(128 | index(c));
-                put_run_len(out, len);
+                out.push(128 | k);
+                put_run_len(out, len as usize);
             }
-        });
+        }
     } else if best == plain_rle {
         out.push(128);
-        for_runs(px, |c, len| {
-            put_cpixel(out, pf, c);
-            put_run_len(out, len);
-        });
+        for &(c, len, _) in &t.runs {
+            cp.put(out, c);
+            put_run_len(out, len as usize);
+        }
     } else {
         out.push(0);
         for &c in px {
-            put_cpixel(out, pf, c);
+            cp.put(out, c);
         }
-    }
-}
-
-fn for_runs(px: &[u32], mut f: impl FnMut(u32, usize)) {
-    let mut i = 0;
-    while i < px.len() {
-        let c = px[i];
-        let mut j = i + 1;
-        while j < px.len() && px[j] == c {
-            j += 1;
-        }
-        f(c, j - i);
-        i = j;
     }
 }
 
