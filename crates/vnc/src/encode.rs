@@ -66,13 +66,21 @@ impl Encoder {
 
     /// Append rectangle `r` of `pixels` (`r.w * r.h` 0x00RRGGBB values, row-major).
     pub fn pixels(&mut self, out: &mut Vec<u8>, r: Rect, pixels: &[u32]) {
+        self.pixels_strided(out, r, pixels, r.w as usize);
+    }
+
+    /// [`Encoder::pixels`] from a bigger picture: row `y` of the rectangle starts at
+    /// `pixels[y * stride]`.
+    pub fn pixels_strided(&mut self, out: &mut Vec<u8>, r: Rect, pixels: &[u32], stride: usize) {
         if self.kind == PixelEncoding::Zrle {
-            self.zrle.encode(out, &self.pf, r, pixels);
+            self.zrle.encode_strided(out, &self.pf, r, pixels, stride);
             return;
         }
-        let mut raw = Vec::with_capacity(pixels.len() * self.pf.bytes());
-        for &p in pixels {
-            self.pf.put(&mut raw, p);
+        let mut raw = Vec::with_capacity((r.w * r.h) as usize * self.pf.bytes());
+        for y in 0..r.h as usize {
+            for &p in &pixels[y * stride..y * stride + r.w as usize] {
+                self.pf.put(&mut raw, p);
+            }
         }
         if self.kind == PixelEncoding::Zlib {
             rect_header(out, r.x, r.y, r.w, r.h, encoding::ZLIB);

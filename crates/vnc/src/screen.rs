@@ -155,14 +155,27 @@ pub(crate) struct Inner {
 /// Shortest move worth a CopyRect, in rows (a text line is 16).
 const MIN_MOVE_ROWS: u32 = 8;
 
-/// A fast hash of one row (not cryptographic: matches are verified pixel by pixel).
+/// A fast hash of one row (not cryptographic: matches are verified pixel by pixel). Four
+/// independent lanes, so the multiplies overlap (every changed row is hashed, 60 times a
+/// second).
 fn hash_row(px: &[u32]) -> u64 {
-    let mut h: u64 = 0x9e37_79b9_7f4a_7c15 ^ px.len() as u64;
-    for pair in px.chunks(2) {
-        let v = u64::from(pair[0]) | u64::from(*pair.get(1).unwrap_or(&0)) << 32;
-        h = (h ^ v).wrapping_mul(0xff51_afd7_ed55_8ccd).rotate_left(29);
+    let mut h = [
+        0x9e37_79b9_7f4a_7c15 ^ px.len() as u64,
+        0xc2b2_ae3d_27d4_eb4f,
+        0x1656_67b1_9e37_79f9,
+        0x27d4_eb2f_1656_67c5,
+    ];
+    let mix = |h: u64, v: u64| (h ^ v).wrapping_mul(0xff51_afd7_ed55_8ccd).rotate_left(29);
+    let mut chunks = px.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, h) in h.iter_mut().enumerate() {
+            *h = mix(*h, u64::from(c[2 * l]) | u64::from(c[2 * l + 1]) << 32);
+        }
     }
-    h
+    for (i, &p) in chunks.remainder().iter().enumerate() {
+        h[i % 4] = mix(h[i % 4], u64::from(p) | 1 << 40);
+    }
+    mix(mix(mix(h[0], h[1]), h[2]), h[3])
 }
 
 /// Find content of the old picture that reappears shifted vertically inside full-width
@@ -174,6 +187,7 @@ fn find_move(
     old: &[u32],
     old_hash: &[u64],
     new: &[u32],
+    new_hash: &[u64],
     band: Rect,
 ) -> Option<Move> {
     if band.x != 0 || band.w != width || band.h < MIN_MOVE_ROWS {
@@ -186,21 +200,22 @@ fn find_move(
     };
     // Where each old row content was (blank rows and other common rows are left out:
     // they say nothing about a move).
-    let mut at: HashMap<u64, Vec<u32>> = HashMap::with_capacity(height as usize);
-    for (y, &h) in old_hash.iter().enumerate() {
-        at.entry(h).or_default().push(y as u32);
-    }
-    let new_hash: Vec<u64> = (band.y..band.y + band.h)
-        .map(|y| hash_row(&new[row(y)]))
+    let mut at: Vec<(u64, u32)> = old_hash
+        .iter()
+        .enumerate()
+        .map(|(y, &h)| (h, y as u32))
         .collect();
+    at.sort_unstable();
     let mut votes: HashMap<i64, u32> = HashMap::new();
     for (i, &h) in new_hash.iter().enumerate() {
         let y = band.y + i as u32;
         if old_hash[y as usize] == h {
             continue;
         }
-        if let Some(from) = at.get(&h).filter(|v| v.len() <= 4) {
-            for &f in from {
+        let first = at.partition_point(|&(k, _)| k < h);
+        let n = at[first..].iter().take_while(|&&(k, _)| k == h).count();
+        if (1..=4).contains(&n) {
+            for &(_, f) in &at[first..first + n] {
                 *votes.entry(i64::from(y) - i64::from(f)).or_default() += 1;
             }
         }
@@ -289,24 +304,40 @@ impl Screen {
             let mut moves = Vec::new();
             let any_copy_client = g.clients.values().any(|c| c.copy_rect);
             let clipped: Vec<Rect> = rects.iter().filter_map(|r| r.clip(width, height)).collect();
+            // The new rows' hashes, once for every rectangle (full-width ones hash what
+            // they bring; others after they land).
+            let w = width as usize;
+            let hashes: Vec<Option<Vec<u64>>> = clipped
+                .iter()
+                .map(|r| {
+                    (r.x == 0 && r.w == width).then(|| {
+                        (r.y..r.y + r.h)
+                            .map(|y| hash_row(&pixels[y as usize * w..(y as usize + 1) * w]))
+                            .collect()
+                    })
+                })
+                .collect();
             // Moves are found against the old picture, before any rectangle lands.
             if any_copy_client {
                 let inner = &*g;
-                for &r in &clipped {
+                for (&r, nh) in clipped.iter().zip(&hashes) {
+                    let Some(nh) = nh else { continue };
                     if let Some(m) =
-                        find_move(width, height, &inner.pixels, &inner.row_hash, pixels, r)
+                        find_move(width, height, &inner.pixels, &inner.row_hash, pixels, nh, r)
                     {
                         moves.push((r, m));
                     }
                 }
             }
-            for r in clipped {
+            for (r, nh) in clipped.into_iter().zip(hashes) {
                 for y in r.y..r.y + r.h {
                     let s = (y * width + r.x) as usize;
                     let e = s + r.w as usize;
                     g.pixels[s..e].copy_from_slice(&pixels[s..e]);
-                    let row = (y * width) as usize;
-                    let h = hash_row(&g.pixels[row..row + width as usize]);
+                    let h = match &nh {
+                        Some(nh) => nh[(y - r.y) as usize],
+                        None => hash_row(&g.pixels[y as usize * w..(y as usize + 1) * w]),
+                    };
                     g.row_hash[y as usize] = h;
                 }
                 changed.push(r);

@@ -546,7 +546,8 @@ fn write_loop(
         let mut s = session.lock();
         enc.pf = s.pf;
         enc.kind = s.pixels;
-        let mut body = Vec::new();
+        // The message header, its rectangle count filled in at the end.
+        let mut body = vec![0u8; 4];
         let mut n = 0u16;
         if s.ack_qemu_key && s.qemu_key {
             encode::rect_header(&mut body, 0, 0, 0, 0, encoding::QEMU_EXT_KEY);
@@ -593,25 +594,18 @@ fn write_loop(
             enc.copy_rect(&mut body, m.dst, m.dst.x, m.src_y);
             n = n.saturating_add(1);
         }
-        let mut px = Vec::new();
         for r in &damage {
             // A client that cannot follow a resize keeps its old size: clip to it.
             let Some(c) = r.clip(known.0, known.1) else {
                 continue;
             };
-            px.clear();
-            for y in c.y..c.y + c.h {
-                let s = (y * width + c.x) as usize;
-                px.extend_from_slice(&shadow.pixels()[s..s + c.w as usize]);
-            }
-            enc.pixels(&mut body, c, &px);
+            // Straight from the shadow, which holds these pixels now.
+            let at = (c.y * width + c.x) as usize;
+            enc.pixels_strided(&mut body, c, &shadow.pixels()[at..], width as usize);
             n = n.saturating_add(1);
         }
-        let mut msg = Vec::with_capacity(body.len() + 4);
-        msg.extend_from_slice(&[0, 0]);
-        msg.extend_from_slice(&n.to_be_bytes());
-        msg.extend_from_slice(&body);
-        w.write_all(&msg).map_err(|e| {
+        body[2..4].copy_from_slice(&n.to_be_bytes());
+        w.write_all(&body).map_err(|e| {
             if matches!(
                 e.kind(),
                 io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut

@@ -159,6 +159,19 @@ impl ZrleEncoder {
     /// Append rectangle `r` of `pixels` (`r.w * r.h` 0x00RRGGBB values) as a ZRLE
     /// rectangle (header, length, zlib data).
     pub fn encode(&mut self, out: &mut Vec<u8>, pf: &PixelFormat, r: Rect, pixels: &[u32]) {
+        self.encode_strided(out, pf, r, pixels, r.w as usize);
+    }
+
+    /// [`ZrleEncoder::encode`] from a bigger picture: row `y` of the rectangle starts at
+    /// `pixels[y * stride]`.
+    pub fn encode_strided(
+        &mut self,
+        out: &mut Vec<u8>,
+        pf: &PixelFormat,
+        r: Rect,
+        pixels: &[u32],
+        stride: usize,
+    ) {
         self.raw.clear();
         let cp = CPixel::new(pf);
         let mut ty = 0;
@@ -169,7 +182,7 @@ impl ZrleEncoder {
                 let tw = TILE.min(r.w - tx);
                 self.tile.clear();
                 for y in ty..ty + th {
-                    let s = (y * r.w + tx) as usize;
+                    let s = y as usize * stride + tx as usize;
                     self.tile
                         .extend(pixels[s..s + tw as usize].iter().map(|&p| p & 0x00ff_ffff));
                 }
@@ -384,6 +397,23 @@ mod tests {
     }
 
     proptest::proptest! {
+        #[test]
+        fn strided_is_the_same_as_copied(x in 0u32..40, y in 0u32..30, w in 1u32..100, h in 1u32..70, seed in 0u32..1000) {
+            let (pw, ph) = (140u32, 100u32);
+            let (w, h) = (w.min(pw - x), h.min(ph - y));
+            let pic: Vec<u32> = (0..pw * ph)
+                .map(|i| (i.wrapping_mul(seed | 1) / 7 % 13).wrapping_mul(0x030507) & 0xffffff)
+                .collect();
+            let sub: Vec<u32> = (y..y + h)
+                .flat_map(|row| pic[(row * pw + x) as usize..(row * pw + x + w) as usize].to_vec())
+                .collect();
+            let r = Rect { x, y, w, h };
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            ZrleEncoder::new().encode(&mut a, &PixelFormat::SERVER, r, &sub);
+            ZrleEncoder::new().encode_strided(&mut b, &PixelFormat::SERVER, r, &pic[(y * pw + x) as usize..], pw as usize);
+            proptest::prop_assert_eq!(a, b);
+        }
+
         #[test]
         fn random_rects_roundtrip(w in 1u32..150, h in 1u32..90, seed in 0u32..1000, colours in 1u32..200) {
             let px: Vec<u32> = (0..w * h)
