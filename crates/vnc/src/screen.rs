@@ -149,16 +149,16 @@ pub(crate) struct Inner {
     pub clients: HashMap<u64, ClientSlot>,
     next_id: u64,
     /// A hash per row of `pixels` (scroll detection).
-    row_hash: Vec<u64>,
+    pub row_hash: Vec<u64>,
 }
 
 /// Shortest move worth a CopyRect, in rows (a text line is 16).
-const MIN_MOVE_ROWS: u32 = 8;
+pub(crate) const MIN_MOVE_ROWS: u32 = 8;
 
 /// A fast hash of one row (not cryptographic: matches are verified pixel by pixel). Four
 /// independent lanes, so the multiplies overlap (every changed row is hashed, 60 times a
 /// second).
-fn hash_row(px: &[u32]) -> u64 {
+pub(crate) fn hash_row(px: &[u32]) -> u64 {
     let mut h = [
         0x9e37_79b9_7f4a_7c15 ^ px.len() as u64,
         0xc2b2_ae3d_27d4_eb4f,
@@ -181,7 +181,7 @@ fn hash_row(px: &[u32]) -> u64 {
 /// Find content of the old picture that reappears shifted vertically inside full-width
 /// band `band` of the new picture (a scroll): the longest run of rows, verified pixel by
 /// pixel, of at least [`MIN_MOVE_ROWS`].
-fn find_move(
+pub(crate) fn find_move(
     width: u32,
     height: u32,
     old: &[u32],

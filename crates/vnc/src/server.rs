@@ -14,7 +14,7 @@ use crate::auth;
 use crate::encode::{self, Encoder, PixelEncoding};
 use crate::keymap;
 use crate::proto::{encoding, parse_client_message, ClientMessage, PixelFormat};
-use crate::screen::{Rect, Screen};
+use crate::screen::{Move, Rect, Screen};
 use crate::shadow::Shadow;
 use crate::ws;
 use parking_lot::Mutex;
@@ -32,6 +32,8 @@ pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long we wait for a browser's first bytes before taking the connection as RFB.
 const SNIFF_TIMEOUT: Duration = Duration::from_millis(250);
+/// Most scrolls found against a client's picture in one update (besides the screen's).
+const MAX_EXTRA_MOVES: usize = 2;
 /// Shortest time between two updates to one client (about 60 per second).
 const MIN_UPDATE_INTERVAL: Duration = Duration::from_millis(16);
 
@@ -490,7 +492,7 @@ fn write_loop(
         }
         // Wait for a request and something to send.
         let mut g = screen.inner.lock();
-        let (damage, copy, resized, cursor, width, height) = loop {
+        let (damage, copies, resized, cursor, width, height) = loop {
             let acks = {
                 let s = session.lock();
                 s.ack_qemu_key || s.resize_reply.is_some() || s.announce_size
@@ -523,12 +525,26 @@ fn write_loop(
                 }
                 let cursor_changed = std::mem::take(&mut c.cursor_changed);
                 let (width, height) = (inner.width, inner.height);
+                let mut copies: Vec<Move> = Vec::new();
                 if let Some(m) = copy {
                     shadow.apply_move(m);
+                    copies.push(m);
+                }
+                // Scrolls the screen's move did not cover (more than one happened since
+                // the last update), found against the client's picture.
+                if c.copy_rect && !force && (width, height) == known {
+                    for _ in 0..MAX_EXTRA_MOVES {
+                        let Some(m) = shadow.find_move(&inner.pixels, &inner.row_hash, &damage)
+                        else {
+                            break;
+                        };
+                        shadow.apply_move(m);
+                        copies.push(m);
+                    }
                 }
                 // Only what differs from the client's picture (the shadow takes it).
                 let rects = shadow.changed(width, height, &inner.pixels, &damage, force);
-                if rects.is_empty() && copy.is_none() && !resized && !cursor_changed && !acks {
+                if rects.is_empty() && copies.is_empty() && !resized && !cursor_changed && !acks {
                     screen.cond.wait_for(&mut g, Duration::from_secs(1));
                     continue;
                 }
@@ -538,7 +554,7 @@ fn write_loop(
                 } else {
                     None
                 };
-                break (rects, copy, resized, cursor, width, height);
+                break (rects, copies, resized, cursor, width, height);
             }
             screen.cond.wait_for(&mut g, Duration::from_secs(1));
         };
@@ -590,7 +606,7 @@ fn write_loop(
         }
         drop(s);
         // The move first: it reads the client's picture as it was before this update.
-        if let Some(m) = copy {
+        for m in copies {
             enc.copy_rect(&mut body, m.dst, m.dst.x, m.src_y);
             n = n.saturating_add(1);
         }

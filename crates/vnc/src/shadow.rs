@@ -4,7 +4,7 @@
 //! (64 columns by 16 rows) against this copy and sends only the cells that really differ,
 //! merged into few rectangles (every rectangle costs a header and, in ZRLE, a zlib flush).
 
-use crate::screen::{Move, Rect};
+use crate::screen::{find_move, hash_row, Move, Rect, MIN_MOVE_ROWS};
 
 /// Cell width: one ZRLE tile column.
 pub const CELL_W: u32 = 64;
@@ -21,6 +21,9 @@ pub struct Shadow {
     valid: bool,
     /// Changed-cell marks of the update being built (scratch).
     cells: Vec<bool>,
+    /// A hash per row (scroll detection), valid where `stale` is false.
+    hash: Vec<u64>,
+    stale: Vec<bool>,
 }
 
 impl Shadow {
@@ -54,10 +57,87 @@ impl Shadow {
         } else {
             Box::new(0..m.dst.h)
         };
+        let whole = m.dst.x == 0 && m.dst.w == self.width;
         for i in rows {
-            let s = (m.src_y + i) as usize * w + m.dst.x as usize;
-            let d = (m.dst.y + i) as usize * w + m.dst.x as usize;
+            let (sy, dy) = ((m.src_y + i) as usize, (m.dst.y + i) as usize);
+            let s = sy * w + m.dst.x as usize;
+            let d = dy * w + m.dst.x as usize;
             self.pixels.copy_within(s..s + m.dst.w as usize, d);
+            if whole {
+                self.hash[dy] = self.hash[sy];
+                self.stale[dy] = self.stale[sy];
+            } else {
+                self.stale[dy] = true;
+            }
+        }
+    }
+
+    /// Content of the client's picture that `current` (with its row hashes) shows moved
+    /// vertically inside the full-width rows of `damage`: a scroll to send as CopyRect (and
+    /// apply with [`Shadow::apply_move`]). Found against what the client holds, so moves
+    /// that happened while an update was pending add up.
+    pub fn find_move(
+        &mut self,
+        current: &[u32],
+        current_hash: &[u64],
+        damage: &[Rect],
+    ) -> Option<Move> {
+        let (w, h) = (self.width, self.height);
+        if !self.valid || current.len() < self.pixels.len() || current_hash.len() != h as usize {
+            return None;
+        }
+        // Full-width damaged rows, as runs.
+        let mut rows = vec![false; h as usize];
+        for r in damage.iter().filter_map(|r| r.clip(w, h)) {
+            if r.x == 0 && r.w == w {
+                rows[r.y as usize..(r.y + r.h) as usize].fill(true);
+            }
+        }
+        let mut best: Option<Move> = None;
+        let mut y = 0;
+        while y < h as usize {
+            if !rows[y] {
+                y += 1;
+                continue;
+            }
+            let s = y;
+            while y < h as usize && rows[y] {
+                y += 1;
+            }
+            if y - s < MIN_MOVE_ROWS as usize {
+                continue;
+            }
+            self.refresh_hashes();
+            let band = Rect {
+                x: 0,
+                y: s as u32,
+                w,
+                h: (y - s) as u32,
+            };
+            if let Some(m) = find_move(
+                w,
+                h,
+                &self.pixels,
+                &self.hash,
+                current,
+                &current_hash[s..y],
+                band,
+            ) {
+                if best.is_none_or(|b| m.dst.h > b.dst.h) {
+                    best = Some(m);
+                }
+            }
+        }
+        best
+    }
+
+    fn refresh_hashes(&mut self) {
+        let w = self.width as usize;
+        for (y, stale) in self.stale.iter_mut().enumerate() {
+            if *stale {
+                self.hash[y] = hash_row(&self.pixels[y * w..(y + 1) * w]);
+                *stale = false;
+            }
         }
     }
 
@@ -81,6 +161,8 @@ impl Shadow {
             self.width = width;
             self.height = height;
             self.pixels = vec![0; n];
+            self.hash = vec![0; height as usize];
+            self.stale = vec![true; height as usize];
             self.valid = false;
         }
         let force = force || !self.valid;
@@ -112,6 +194,7 @@ impl Shadow {
                         for y in y0..y1 {
                             let s = y as usize * w;
                             self.pixels[s + x0..s + x1].copy_from_slice(&current[s + x0..s + x1]);
+                            self.stale[y as usize] = true;
                         }
                     }
                 }
@@ -290,6 +373,72 @@ mod tests {
         assert_eq!(
             s.changed(128, 64, &big, &[full(128, 64)], false),
             vec![full(128, 64)]
+        );
+    }
+
+    /// A text-like picture: each 16-row line has its own pattern.
+    fn lines(w: u32, h: u32, first: u32) -> Vec<u32> {
+        (0..w * h)
+            .map(|i| {
+                let (x, y) = (i % w, i / w);
+                let line = y / 16 + first;
+                if (x * 7 + (y % 16) * 3 + line * 13) % 11 < 3 {
+                    0xaaaaaa
+                } else {
+                    line * 0x10
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scrolls_add_up_against_the_client_picture() {
+        let (w, h) = (128u32, 96u32);
+        let mut s = Shadow::new();
+        s.changed(w, h, &lines(w, h, 0), &[full(w, h)], false);
+        // Two lines scrolled while no update went out.
+        let now = lines(w, h, 2);
+        let hashes: Vec<u64> = now.chunks(w as usize).map(hash_row).collect();
+        let m = s.find_move(&now, &hashes, &[full(w, h)]).expect("a move");
+        assert_eq!(
+            m,
+            Move {
+                dst: Rect {
+                    x: 0,
+                    y: 0,
+                    w,
+                    h: h - 32
+                },
+                src_y: 32
+            }
+        );
+        s.apply_move(m);
+        assert_eq!(
+            s.changed(w, h, &now, &[full(w, h)], false),
+            vec![Rect {
+                x: 0,
+                y: h - 32,
+                w,
+                h: 32
+            }]
+        );
+        assert_eq!(s.pixels(), &now[..]);
+        // Nothing moved now: no move; and none on damage that is not full width.
+        assert_eq!(s.find_move(&now, &hashes, &[full(w, h)]), None);
+        let later = lines(w, h, 3);
+        let hashes: Vec<u64> = later.chunks(w as usize).map(hash_row).collect();
+        assert_eq!(
+            s.find_move(
+                &later,
+                &hashes,
+                &[Rect {
+                    x: 0,
+                    y: 0,
+                    w: 64,
+                    h
+                }]
+            ),
+            None
         );
     }
 }
