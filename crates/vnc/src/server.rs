@@ -605,7 +605,8 @@ fn write_loop(
             }
         }
         drop(s);
-        // The move first: it reads the client's picture as it was before this update.
+        // The moves first, in order: each reads the client's picture as the one before
+        // left it, before this update's pixels.
         for m in copies {
             enc.copy_rect(&mut body, m.dst, m.dst.x, m.src_y);
             n = n.saturating_add(1);
