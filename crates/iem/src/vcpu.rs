@@ -44,7 +44,8 @@ pub struct IemVcpu {
     slice: u64,
     /// The last block ran fast paths only and ended normally: nothing that decides event
     /// delivery or the fetch context (RFLAGS.IF, the interrupt shadow, pending events,
-    /// paging, CS, CPL) can have changed since the checks before it.
+    /// paging, CS, CPL) can have changed since the checks before it. (The fast CLI only
+    /// clears IF, which cannot make an event deliverable, so it leaves a block clean.)
     clean: bool,
 }
 

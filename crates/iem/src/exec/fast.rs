@@ -312,7 +312,9 @@ pub(crate) fn compile(ins: &Instruction, bits: u32) -> Uop {
     Uop {
         len: ins.len() as u8,
         ip: ins.ip() as u16,
-        ..compile_inner(ins, bits).unwrap_or(Uop::SLOW)
+        ..compile_inner(ins, bits)
+            .or_else(|| kernel::compile(ins, bits))
+            .unwrap_or(Uop::SLOW)
     }
 }
 
@@ -356,6 +358,9 @@ pub(crate) fn compile_fused(a: &Instruction, b: &Instruction, bits: u32) -> Opti
     if !is_jcc {
         return None;
     }
+    // Only `compile_inner`'s forms have fused versions: the extra forms (e.g. TEST of a
+    // high-byte register) would be misread by the fused handlers.
+    compile_inner(a, bits)?;
     let base = compile(a, bits);
     base.f?;
     let mn = a.mnemonic();
@@ -1427,6 +1432,9 @@ fn ret<const SZ: u8>(c: &mut Cpu, _: &Uop) -> R<()> {
     c.s.rip = t;
     Ok(())
 }
+
+#[path = "fast_kernel.rs"]
+mod kernel;
 
 #[cfg(test)]
 #[path = "fast_tests.rs"]

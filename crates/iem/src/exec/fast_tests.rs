@@ -2,7 +2,7 @@
 //! form runs on random states both ways (through [`super::super::step`] and through
 //! [`super::exec`]) and the results (registers, flags, RIP, memory, fault) must agree.
 
-use super::{compile, exec, Uop};
+use super::{compile, compile_fused, exec, Uop};
 use crate::cpu::Cpu;
 use crate::flags::Op;
 use iced_x86::{Decoder, DecoderOptions, Instruction};
@@ -17,7 +17,10 @@ const BUF: u64 = 0x2_0000;
 const STACK: u64 = 0x3_0800;
 
 fn assemble(src: &str) -> Vec<u8> {
-    let dir = std::env::temp_dir().join(format!("iem-fast-{}", std::process::id()));
+    // One directory per call: the tests assemble in parallel.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("iem-fast-{}-{n}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let (s, o, b) = (dir.join("t.s"), dir.join("t.o"), dir.join("t.bin"));
     std::fs::write(&s, format!(".intel_syntax noprefix\n{src}\n")).unwrap();
@@ -257,6 +260,53 @@ const SNIPPETS: &str = "
     call rcx
     ret
     nop
+    inc dword ptr [r8 + 8]
+    dec qword ptr [r8 + 16]
+    inc byte ptr [r8 + 3]
+    dec word ptr [r8 + 5]
+    inc dword ptr gs:[r8 + 0x7c]
+    div rbx
+    div ecx
+    div qword ptr [r8 + 24]
+    div dword ptr [r8 + 28]
+    mul rbx
+    mul ecx
+    mul qword ptr [r8 + 32]
+    mul dword ptr [r8 + 36]
+    pushfq
+    cli
+    prefetcht0 [r8]
+    prefetchnta [rax]
+    call qword ptr [r8 + 40]
+    call qword ptr [rip + 0x20]
+    leave
+    mov eax, ss
+    mov rcx, cs
+    mov dx, ds
+    bt rax, 52
+    bts ecx, 3
+    btr rbx, rdx
+    btc eax, ecx
+    bt di, 17
+    bt qword ptr [r8 + 64], 12
+    btr qword ptr [r8 + 64], 63
+    bts dword ptr [r8 + 128], r9d
+    btc qword ptr [r8 + 1024], r9
+    bt word ptr [r8 + 2048], dx
+    cdqe
+    cdq
+    cqo
+    bswap rax
+    bswap ecx
+    setne byte ptr [r8 + 83]
+    setb byte ptr [r8 + r9*2]
+    test ah, 0x40
+    test bh, 4
+    cmp dh, 7
+    cmpxchg [r8 + 40], rdx
+    cmpxchg [r8 + 44], ecx
+    xadd [r8 + 48], rax
+    xadd [r8 + 52], ebx
 ";
 
 #[test]
@@ -293,4 +343,66 @@ fn fast_paths_match_the_generic_interpreter() {
         }
     }
     assert!(n > 80 * 200, "only {n} cases ran");
+}
+
+/// Compare-and-branch pairs: the fused op must match the two instructions run generically,
+/// and pairs whose compare has no fused form (high-byte registers) must not fuse.
+#[test]
+fn fused_pairs_match_the_generic_interpreter() {
+    let code = assemble(
+        "
+        cmp rax, rbx
+        jne .+0x40
+        test ecx, 0x80
+        je .-0x20
+        sub rdx, [r8 + 8]
+        jb .+0x100
+        cmp qword ptr [r8 + 16], 5
+        jg .+0x10
+        dec ecx
+        jnz .-0x30
+        test ah, 0x40
+        jne .+0x40
+        cmp bh, 7
+        jbe .+0x40
+    ",
+    );
+    let mut d = Decoder::with_ip(64, &code, CODE, DecoderOptions::NONE);
+    let mut rng = Rng(0x0bad_cafe_1234_5679);
+    let mut fused = 0;
+    while d.can_decode() {
+        let a = d.decode();
+        let b = d.decode();
+        let high8 = a.op0_register().is_gpr8()
+            && a.op0_register() >= iced_x86::Register::AH
+            && a.op0_register() <= iced_x86::Register::BH;
+        let Some(u) = compile_fused(&a, &b, 64) else {
+            assert!(high8, "{a}; {b} did not fuse");
+            continue;
+        };
+        assert!(!high8, "{a}; {b} fused with a high-byte register");
+        fused += 1;
+        for _ in 0..200 {
+            let mut s = long_state();
+            for g in s.gpr.iter_mut() {
+                *g = rng.operand();
+            }
+            s.gpr[8] = BUF;
+            s.gpr[4] = STACK;
+            s.rip = a.ip();
+            let lazy = (rng.next() as u8, rng.operand(), rng.operand());
+            let seed = rng.next();
+            let mut x = machine(s, seed, lazy);
+            let mut y = machine(s, seed, lazy);
+            let first = run(&mut x, &a, None);
+            let slow = if first.starts_with("Ok") {
+                run(&mut x, &b, None)
+            } else {
+                first
+            };
+            let fast = run(&mut y, &a, Some(&u));
+            assert_eq!(slow, fast, "{a}; {b}: fused op differs");
+        }
+    }
+    assert_eq!(fused, 5);
 }
