@@ -325,32 +325,10 @@ impl Renderer {
                 let row =
                     &mut self.fb.pixels[y as usize * w as usize..(y as usize + 1) * w as usize];
                 self.line.resize(len, 0);
-                let src = vga
-                    .vram
-                    .read(off, &mut self.line)
-                    .then_some(self.line.as_slice());
-                for (x, px) in row.iter_mut().enumerate() {
-                    let Some(s) = src else {
-                        *px = 0;
-                        continue;
-                    };
-                    let p = &s[x * bypp..x * bypp + bypp];
-                    *px = match m.bpp {
-                        32 | 24 => u32::from(p[0]) | u32::from(p[1]) << 8 | u32::from(p[2]) << 16,
-                        16 => {
-                            let v = u32::from(u16::from_le_bytes([p[0], p[1]]));
-                            expand5((v >> 11) & 0x1f) << 16
-                                | expand6((v >> 5) & 0x3f) << 8
-                                | expand5(v & 0x1f)
-                        }
-                        15 => {
-                            let v = u32::from(u16::from_le_bytes([p[0], p[1]]));
-                            expand5((v >> 10) & 0x1f) << 16
-                                | expand5((v >> 5) & 0x1f) << 8
-                                | expand5(v & 0x1f)
-                        }
-                        _ => vga.regs.dac_rgb(p[0], dac8),
-                    };
+                if !vga.vram.read(off, &mut self.line) {
+                    row.fill(0);
+                } else {
+                    convert_row(row, &self.line, m.bpp, |i| vga.regs.dac_rgb(i, dac8));
                 }
             }
             bands.row(y, changed);
@@ -485,10 +463,78 @@ impl Renderer {
     }
 }
 
+/// Convert one row of linear-framebuffer bytes to 0x00RRGGBB pixels. One loop per depth,
+/// so the common 32 bpp case is a straight, vectorisable copy.
+fn convert_row(row: &mut [u32], src: &[u8], bpp: u32, palette: impl Fn(u8) -> u32) {
+    match bpp {
+        32 => {
+            for (px, p) in row.iter_mut().zip(src.chunks_exact(4)) {
+                *px = u32::from_le_bytes([p[0], p[1], p[2], 0]);
+            }
+        }
+        24 => {
+            for (px, p) in row.iter_mut().zip(src.chunks_exact(3)) {
+                *px = u32::from_le_bytes([p[0], p[1], p[2], 0]);
+            }
+        }
+        16 => {
+            for (px, p) in row.iter_mut().zip(src.chunks_exact(2)) {
+                let v = u32::from(u16::from_le_bytes([p[0], p[1]]));
+                *px = expand5((v >> 11) & 0x1f) << 16
+                    | expand6((v >> 5) & 0x3f) << 8
+                    | expand5(v & 0x1f);
+            }
+        }
+        15 => {
+            for (px, p) in row.iter_mut().zip(src.chunks_exact(2)) {
+                let v = u32::from(u16::from_le_bytes([p[0], p[1]]));
+                *px = expand5((v >> 10) & 0x1f) << 16
+                    | expand5((v >> 5) & 0x1f) << 8
+                    | expand5(v & 0x1f);
+            }
+        }
+        _ => {
+            for (px, &i) in row.iter_mut().zip(src) {
+                *px = palette(i);
+            }
+        }
+    }
+}
+
 fn expand5(v: u32) -> u32 {
     (v << 3) | (v >> 2)
 }
 
 fn expand6(v: u32) -> u32 {
     (v << 2) | (v >> 4)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::convert_row;
+
+    #[test]
+    fn rows_convert_at_every_depth() {
+        let conv = |bpp: u32, src: &[u8], n: usize| {
+            let mut row = vec![0xdead_beef; n];
+            convert_row(&mut row, src, bpp, |i| u32::from(i) * 0x01_0101);
+            row
+        };
+        assert_eq!(
+            conv(32, &[0x11, 0x22, 0x33, 0x44, 1, 2, 3, 4], 2),
+            [0x33_2211, 0x03_0201],
+            "the unused byte is dropped"
+        );
+        assert_eq!(conv(24, &[1, 2, 3, 4, 5, 6], 2), [0x03_0201, 0x06_0504]);
+        // 5:6:5 and 5:5:5 expand their top bits into the low ones (full scale is 0xff).
+        assert_eq!(
+            conv(16, &[0x00, 0xf8, 0xe0, 0x07, 0x1f, 0x00], 3),
+            [0xff_0000, 0x00_ff00, 0x00_00ff]
+        );
+        assert_eq!(
+            conv(15, &[0x00, 0x7c, 0xe0, 0x03, 0x1f, 0x00, 0x10, 0x42], 4),
+            [0xff_0000, 0x00_ff00, 0x00_00ff, 0x84_8484]
+        );
+        assert_eq!(conv(8, &[0, 7, 255], 3), [0, 0x07_0707, 0xff_ffff]);
+    }
 }
