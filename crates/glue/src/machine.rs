@@ -98,6 +98,8 @@ pub struct WiringContext<'a> {
     pub memory: &'a Arc<GuestMemory>,
     /// ISA interrupt lines by GSI.
     pub irq: &'a Arc<dyn IrqSink>,
+    /// The APIC bus, where PCI functions send their MSI messages.
+    pub apic: &'a Arc<dyn pdm::ApicBus>,
     /// The virtual clock.
     pub clock: &'a Arc<VirtualClock>,
     /// Timers.
@@ -241,6 +243,7 @@ impl Machine {
         );
         chip.attach(&exec);
         let sink: Arc<dyn IrqSink> = chip.clone();
+        let apic: Arc<dyn pdm::ApicBus> = chip.clone();
         let line = |gsi: u32| IrqLine::new(sink.clone(), gsi);
 
         let pic = chip.pic().clone();
@@ -346,6 +349,7 @@ impl Machine {
                 mmio: &mmio,
                 memory: &memory,
                 irq: &sink,
+                apic: &apic,
                 clock: &clock,
                 timers: &timers,
                 exec: &exec,

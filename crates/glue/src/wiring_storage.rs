@@ -346,7 +346,7 @@ fn attach_ahci(ctl: &Controller, ctx: &mut WiringContext<'_>) -> Result<(), Mach
     }
     let addr = ctl.kind.pci_address();
     let irq = ctx.intx.intx_line(addr.device, 1);
-    let ahci = Ahci::new(ports, devs, irq, ctx.memory.clone());
+    let ahci = Ahci::new(ports, devs, irq, Some(ctx.apic.clone()), ctx.memory.clone());
     let hba = ahci.hba();
     ctx.pci
         .add_function(addr, Arc::new(Mutex::new(ahci)))

@@ -371,9 +371,27 @@ impl PciConfig {
     /// bytes). Returns its offset; make its registers writable with
     /// [`PciConfig::set_wmask`].
     pub fn add_capability(&mut self, id: u8, body: &[u8]) -> Result<u8, PciError> {
-        let len = body.len() + 2;
         let off = self.cap_next.next_multiple_of(4);
-        if off + len > CONFIG_SPACE_SIZE {
+        self.add_capability_at(off as u8, id, body)
+    }
+
+    /// Like [`PciConfig::add_capability`], at offset `at` (dword-aligned, past the
+    /// header, not overlapping what is there), for devices whose real layout puts
+    /// capabilities at fixed places. The list links them in the order they are added.
+    pub fn add_capability_at(&mut self, at: u8, id: u8, body: &[u8]) -> Result<u8, PciError> {
+        let len = body.len() + 2;
+        let off = usize::from(at);
+        let taken = self.cap_last.is_some_and(|_| {
+            let mut p = usize::from(self.data[regs::CAPABILITIES as usize]);
+            let mut overlap = false;
+            while p != 0 {
+                // Each capability spans at least its header; the next one starts after it.
+                overlap |= off < p + 2 && p < off + len;
+                p = usize::from(self.data[p + 1]);
+            }
+            overlap
+        });
+        if off < 0x40 || off % 4 != 0 || off + len > CONFIG_SPACE_SIZE || taken {
             return Err(PciError::NoCapSpace(len));
         }
         self.data[off] = id;
@@ -384,7 +402,7 @@ impl PciConfig {
             None => self.data[regs::CAPABILITIES as usize] = off as u8,
         }
         self.cap_last = Some(off);
-        self.cap_next = off + len;
+        self.cap_next = self.cap_next.max(off + len);
         let s = self.read_u16(regs::STATUS) | regs::STS_CAP_LIST;
         self.set_u16(regs::STATUS, s);
         Ok(off as u8)

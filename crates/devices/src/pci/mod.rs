@@ -13,6 +13,7 @@
 mod bus;
 mod config;
 mod i440fx;
+mod msi;
 mod piix3;
 
 pub use bus::{PciAddress, PciBus, PciFunction, PciRegion, CONFIG_ADDRESS_PORT};
@@ -20,6 +21,7 @@ pub use config::{
     regs, BarKind, DecodedBar, PciConfig, PciSpace, CONFIG_SPACE_SIZE, ROM_BAR_INDEX,
 };
 pub use i440fx::{I440fx, I440FX_DEVICE_ID, PAM0, SMRAM};
+pub use msi::{Msi, MsiRoute, CAP_ID_MSI};
 pub use piix3::{pirq_index, PciIntxRouter, Piix3Isa, PIIX3_ISA_DEVICE_ID, PIRQ_ROUTE_BASE};
 
 /// Intel's PCI vendor ID.

@@ -20,10 +20,10 @@
 
 use super::ata::{cmd, Action, Drive, Outcome, TaskFile};
 use super::dma;
-use crate::pci::{BarKind, PciConfig, PciFunction, PciRegion, INTEL_VENDOR_ID};
+use crate::pci::{BarKind, Msi, MsiRoute, PciConfig, PciFunction, PciRegion, INTEL_VENDOR_ID};
 use iomio::{BusDevice, SharedDevice};
 use parking_lot::Mutex;
-use pdm::IrqLine;
+use pdm::{ApicBus, IrqLine};
 use pgm::GuestMemory;
 use std::sync::Arc;
 
@@ -176,6 +176,13 @@ pub struct Hba {
     bus_master: bool,
     intx_disabled: bool,
     idp_index: u32,
+    /// Where MSI messages go while the guest has MSI enabled (kept current by [`Ahci`]
+    /// after every configuration write); None: INTx.
+    msi: Option<MsiRoute>,
+    /// HBA interrupt-status bits an MSI has already announced: a message goes out only
+    /// for bits not in here (edge semantics), and the guest's write that clears a bit
+    /// removes it, so a port still pending after that write is announced again.
+    msi_sent: u32,
 }
 
 /// A device on an AHCI port.
@@ -214,6 +221,8 @@ impl Hba {
             bus_master: true,
             intx_disabled: false,
             idp_index: 0,
+            msi: None,
+            msi_sent: 0,
         }
     }
 
@@ -245,8 +254,19 @@ impl Hba {
                 self.is |= 1 << i;
             }
         }
-        let level = self.ghc & GHC_IE != 0 && self.is != 0 && !self.intx_disabled;
-        self.irq.set(level);
+        let enabled = self.ghc & GHC_IE != 0 && self.is != 0;
+        match &self.msi {
+            Some(route) => {
+                self.irq.set(false);
+                if !enabled {
+                    self.msi_sent = 0;
+                } else if self.is & !self.msi_sent != 0 {
+                    route.signal();
+                    self.msi_sent = self.is;
+                }
+            }
+            None => self.irq.set(enabled && !self.intx_disabled),
+        }
     }
 
     /// Read the 32-bit register at `off`.
@@ -298,6 +318,7 @@ impl Hba {
             }
             0x08 => {
                 self.is &= !(val & mask);
+                self.msi_sent &= !(val & mask);
                 self.update_irq();
             }
             0x100.. => {
@@ -708,6 +729,7 @@ impl BusDevice for Inert {
 /// The AHCI PCI function.
 pub struct Ahci {
     config: PciConfig,
+    msi: Option<Msi>,
     hba: Arc<Mutex<Hba>>,
     abar: SharedDevice,
     idp: SharedDevice,
@@ -726,11 +748,13 @@ impl std::fmt::Debug for Ahci {
 }
 
 impl Ahci {
-    /// An HBA with `ports` ports (1-30) and `devices` on them; `irq` is its INTA# line.
+    /// An HBA with `ports` ports (1-30) and `devices` on them; `irq` is its INTA# line;
+    /// with `msi` (the APIC bus) it also offers MSI, as VirtualBox's does.
     pub fn new(
         ports: usize,
         devices: Vec<AhciPortConfig>,
         irq: IrqLine,
+        msi: Option<Arc<dyn ApicBus>>,
         mem: Arc<GuestMemory>,
     ) -> Ahci {
         let mut config = PciConfig::new(INTEL_VENDOR_ID, AHCI_DEVICE_ID, 0x010601, 0x02);
@@ -750,9 +774,21 @@ impl Ahci {
             )
             .unwrap_or_else(|e| unreachable!("static BAR layout: {e}"));
         config.set_interrupt_pin(1);
-        // PCI power management (D0 only) and the SATA capability VirtualBox lists.
-        let _ = config.add_capability(0x01, &[0x03, 0x00, 0, 0, 0, 0]);
-        let _ = config.add_capability(0x12, &[0x10, 0x00, 0x28, 0, 0, 0]);
+        // VirtualBox's capability list: MSI (one vector) at 0x80, then PCI power
+        // management (D0 only) at 0x70, then the SATA capability at 0xa8; without MSI
+        // the list starts at 0x70.
+        let msi = msi.map(|bus| {
+            Msi::add(&mut config, 0x80, bus)
+                .unwrap_or_else(|e| unreachable!("static capability layout: {e}"))
+        });
+        for (at, id, body) in [
+            (0x70, 0x01, [0x03, 0x00, 0, 0, 0, 0]),
+            (0xa8, 0x12, [0x10, 0x00, 0x28, 0, 0, 0]),
+        ] {
+            config
+                .add_capability_at(at, id, &body)
+                .unwrap_or_else(|e| unreachable!("static capability layout: {e}"));
+        }
         config.set_u8(0x90, 0x40); // MAP: AHCI mode
         config.set_u8(0x92, 0x3f); // PCS: ports enabled
         let mut present = 0u8;
@@ -777,6 +813,7 @@ impl Ahci {
         let inert: SharedDevice = Arc::new(Mutex::new(Inert));
         let mut a = Ahci {
             config,
+            msi,
             hba,
             abar,
             idp,
@@ -798,6 +835,7 @@ impl Ahci {
         let enabling = bm && !h.bus_master;
         h.bus_master = bm;
         h.intx_disabled = intx_off;
+        h.msi = self.msi.as_ref().and_then(|m| m.route(&self.config));
         if enabling {
             for p in 0..h.ports.len() {
                 h.process(p);
@@ -852,10 +890,21 @@ mod tests {
     use std::sync::atomic::{AtomicBool, Ordering};
 
     struct Rig {
+        ahci: Ahci,
         hba: Arc<Mutex<Hba>>,
         mem: Arc<GuestMemory>,
         irq: Arc<AtomicBool>,
+        msis: Arc<MsiLog>,
         disk: MemDisk,
+    }
+
+    /// The APIC bus as the AHCI's MSI sees it: every message, in order.
+    #[derive(Default)]
+    struct MsiLog(Mutex<Vec<pdm::ApicMessage>>);
+    impl ApicBus for MsiLog {
+        fn deliver(&self, msg: pdm::ApicMessage) {
+            self.0.lock().push(msg);
+        }
     }
 
     const CLB: u64 = 0x10000;
@@ -874,6 +923,7 @@ mod tests {
         let level = Arc::new(AtomicBool::new(false));
         let l = level.clone();
         let sink: Arc<dyn pdm::IrqSink> = Arc::new(move |_, v| l.store(v, Ordering::SeqCst));
+        let msis = Arc::new(MsiLog::default());
         let a = Ahci::new(
             4,
             vec![
@@ -889,13 +939,16 @@ mod tests {
                 },
             ],
             IrqLine::new(sink, 11),
+            Some(msis.clone()),
             mem.clone(),
         );
         a.hba().lock().bus_master = true;
         Rig {
             hba: a.hba(),
+            ahci: a,
             mem,
             irq: level,
+            msis,
             disk: m,
         }
     }
@@ -1005,6 +1058,63 @@ mod tests {
             r.disk.data.lock().unwrap()[10 * 512..14 * 512].to_vec()
         );
         assert_eq!(r.r(0x120) & 0xff, 0x50);
+    }
+
+    #[test]
+    fn msi_like_virtualbox_announces_each_new_interrupt_once() {
+        let mut r = rig();
+        // VirtualBox's capability chain: MSI 0x80 -> PM 0x70 -> SATA 0xa8.
+        let mut b = [0u8; 1];
+        let mut chain = Vec::new();
+        r.ahci.config_read(0x34, &mut b);
+        while b[0] != 0 {
+            let at = b[0];
+            let mut id = [0u8; 1];
+            r.ahci.config_read(at, &mut id);
+            chain.push((at, id[0]));
+            r.ahci.config_read(at + 1, &mut b);
+        }
+        assert_eq!(chain, [(0x80, 0x05), (0x70, 0x01), (0xa8, 0x12)]);
+        // The guest programs vector 0x41 for APIC 0 and enables MSI.
+        r.ahci.config_write(0x84, &0xfee0_0000u32.to_le_bytes());
+        r.ahci.config_write(0x88, &0x41u16.to_le_bytes());
+        r.ahci.config_write(0x82, &1u16.to_le_bytes());
+        r.ahci.config_write(0x04, &0x0006u16.to_le_bytes()); // memory, bus master
+        r.port_on(0);
+        r.w(0x114, 0xffff_ffff);
+        r.w(0x04, GHC_IE);
+        r.w(0x110, 0xffff_ffff);
+        r.w(0x08, 0xffff_ffff);
+        // Enabling interrupts announced the port's start-up status; counted from here.
+        let base = r.msis.0.lock().len();
+        let sent = |r: &Rig| r.msis.0.lock().len() - base;
+        r.cmd(0, h2d(0xec, 0, 0, 0), 512, false, None);
+        r.w(0x138, 1);
+        assert_eq!(sent(&r), 1, "the completion is announced");
+        assert_eq!(r.msis.0.lock()[base].vector, 0x41);
+        assert!(
+            !r.irq.load(Ordering::SeqCst),
+            "INTx stays quiet with MSI on"
+        );
+        // A second completion before the guest acknowledged: the port's bit is already
+        // announced, so no second message (the handler will see both).
+        r.cmd(1, h2d(0xec, 0, 0, 0), 512, false, None);
+        r.w(0x138, 2);
+        assert_eq!(sent(&r), 1);
+        // The guest clears the HBA bit but not the port's: still pending, announced again.
+        r.w(0x08, 1);
+        assert_eq!(sent(&r), 2);
+        // Port, then HBA acknowledged: nothing pending, nothing sent.
+        r.w(0x110, 0xffff_ffff);
+        r.w(0x08, 1);
+        assert_eq!(sent(&r), 2);
+        r.cmd(2, h2d(0xec, 0, 0, 0), 512, false, None);
+        r.w(0x138, 4);
+        assert_eq!(sent(&r), 3, "the next completion is announced");
+        // MSI off again: back to INTx, which is asserted for the pending completion.
+        r.ahci.config_write(0x82, &0u16.to_le_bytes());
+        assert!(r.irq.load(Ordering::SeqCst));
+        assert_eq!(sent(&r), 3);
     }
 
     #[test]
