@@ -193,21 +193,27 @@ mod tests {
         assert_eq!(hits.load(Ordering::SeqCst), 1);
     }
 
-    #[test]
-    fn an_earlier_deadline_wakes_the_sleeping_event_thread() {
-        let clock = Arc::new(ManualClock::new(0));
-        let q = TimerQueue::new(clock.clone());
-        let t = q.create(|_| {});
+    /// An event thread in `q.wait` (up to 30 s), once it sleeps; it returns how long it slept.
+    fn asleep_in_wait(q: &Arc<TimerQueue>) -> std::thread::JoinHandle<std::time::Duration> {
         let q2 = q.clone();
         let waiter = std::thread::spawn(move || {
             let start = std::time::Instant::now();
             q2.wait(std::time::Duration::from_secs(30));
             start.elapsed()
         });
-        // Wait until the event thread sleeps, then arm: it must come back long before 30 s.
         while q.slots.lock().sleep_until.is_none() {
             std::thread::yield_now();
         }
+        waiter
+    }
+
+    #[test]
+    fn an_earlier_deadline_wakes_the_sleeping_event_thread() {
+        let clock = Arc::new(ManualClock::new(0));
+        let q = TimerQueue::new(clock.clone());
+        let t = q.create(|_| {});
+        let waiter = asleep_in_wait(&q);
+        // Arm while the event thread sleeps: it must come back long before 30 s.
         t.arm_at(1_000);
         let slept = waiter.join().unwrap();
         assert!(
@@ -224,15 +230,7 @@ mod tests {
         let early = q.create(|_| {});
         let late = q.create(|_| {});
         early.arm_at(200_000_000); // 200 ms
-        let q2 = q.clone();
-        let waiter = std::thread::spawn(move || {
-            let start = std::time::Instant::now();
-            q2.wait(std::time::Duration::from_secs(30));
-            start.elapsed()
-        });
-        while q.slots.lock().sleep_until.is_none() {
-            std::thread::yield_now();
-        }
+        let waiter = asleep_in_wait(&q);
         assert_eq!(q.slots.lock().sleep_until, Some(200_000_000));
         late.arm_at(5_000_000_000);
         let slept = waiter.join().unwrap();

@@ -444,7 +444,7 @@ impl Screen {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -480,7 +480,7 @@ mod tests {
     }
 
     /// A text-like picture: each 16-row line has its own pattern.
-    fn lines(w: u32, h: u32, first: u32) -> Vec<u32> {
+    pub(crate) fn lines(w: u32, h: u32, first: u32) -> Vec<u32> {
         (0..w * h)
             .map(|i| {
                 let (x, y) = (i % w, i / w);

@@ -256,6 +256,7 @@ impl Shadow {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::screen::tests::lines;
 
     fn full(w: u32, h: u32) -> Rect {
         Rect::full(w, h)
@@ -374,21 +375,6 @@ mod tests {
             s.changed(128, 64, &big, &[full(128, 64)], false),
             vec![full(128, 64)]
         );
-    }
-
-    /// A text-like picture: each 16-row line has its own pattern.
-    fn lines(w: u32, h: u32, first: u32) -> Vec<u32> {
-        (0..w * h)
-            .map(|i| {
-                let (x, y) = (i % w, i / w);
-                let line = y / 16 + first;
-                if (x * 7 + (y % 16) * 3 + line * 13) % 11 < 3 {
-                    0xaaaaaa
-                } else {
-                    line * 0x10
-                }
-            })
-            .collect()
     }
 
     #[test]
