@@ -11,6 +11,7 @@
 //! (checked by the tests against the generic interpreter).
 
 use super::alu::Bin;
+use super::is_setcc;
 use super::operand::{mask, sext};
 use crate::cpu::{gp0, Cpu, R};
 use crate::flags::{fl, szp, Op};
@@ -718,24 +719,7 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
                 _ => None,
             }
         }
-        M::Seto
-        | M::Setno
-        | M::Setb
-        | M::Setae
-        | M::Sete
-        | M::Setne
-        | M::Setbe
-        | M::Seta
-        | M::Sets
-        | M::Setns
-        | M::Setp
-        | M::Setnp
-        | M::Setl
-        | M::Setge
-        | M::Setle
-        | M::Setg
-            if k0 == OpKind::Register =>
-        {
+        m if is_setcc(m) && k0 == OpKind::Register => {
             let cc = ins.condition_code() as u8 - 1;
             let (d, _) = greg(ins.op0_register())?;
             Some(Uop {

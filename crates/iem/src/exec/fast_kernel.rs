@@ -11,7 +11,7 @@
 //! generic implementation's checks, results, flags and fault order exactly (see the
 //! tests in `fast_tests.rs`). LOCK-prefixed forms stay generic (atomic on the host).
 
-use super::{greg, m_of, mem_recipe, Handler, Uop};
+use super::{greg, is_setcc, m_of, mem_recipe, Handler, Uop};
 use crate::cpu::{fault_nc, gp0, vec, Cpu, R};
 use crate::flags::{fl, szp, Op};
 use crate::regs::{gpr, sreg, Gpr};
@@ -118,31 +118,12 @@ pub(super) fn compile(ins: &Instruction, bits: u32) -> Option<Uop> {
                 _ => None,
             }
         }
-        M::Seto
-        | M::Setno
-        | M::Setb
-        | M::Setae
-        | M::Sete
-        | M::Setne
-        | M::Setbe
-        | M::Seta
-        | M::Sets
-        | M::Setns
-        | M::Setp
-        | M::Setnp
-        | M::Setl
-        | M::Setge
-        | M::Setle
-        | M::Setg
-            if k0 == OpKind::Memory =>
-        {
-            Some(Uop {
-                cc: ins.condition_code() as u8 - 1,
-                m: mem()?,
-                size: 1,
-                ..Uop::new(setcc_m)
-            })
-        }
+        m if is_setcc(m) && k0 == OpKind::Memory => Some(Uop {
+            cc: ins.condition_code() as u8 - 1,
+            m: mem()?,
+            size: 1,
+            ..Uop::new(setcc_m)
+        }),
         M::Test | M::Cmp if k0 == OpKind::Register && ins.op_count() == 2 => {
             let Some(Gpr::High8(d)) = gpr(ins.op0_register()) else {
                 return None;

@@ -100,22 +100,7 @@ pub(crate) fn step(c: &mut Cpu, ins: &Instruction) -> R<()> {
             }
             Ok(())
         }
-        M::Seto
-        | M::Setno
-        | M::Setb
-        | M::Setae
-        | M::Sete
-        | M::Setne
-        | M::Setbe
-        | M::Seta
-        | M::Sets
-        | M::Setns
-        | M::Setp
-        | M::Setnp
-        | M::Setl
-        | M::Setge
-        | M::Setle
-        | M::Setg => {
+        m if is_setcc(m) => {
             let cc = ins.condition_code() as u8 - 1;
             let v = u64::from(c.lf.cond(cc));
             c.write_op(ins, 0, 1, v)
@@ -338,6 +323,29 @@ pub(crate) fn step(c: &mut Cpu, ins: &Instruction) -> R<()> {
 }
 
 #[inline]
+/// SETcc, any condition.
+pub(crate) fn is_setcc(m: M) -> bool {
+    matches!(
+        m,
+        M::Seto
+            | M::Setno
+            | M::Setb
+            | M::Setae
+            | M::Sete
+            | M::Setne
+            | M::Setbe
+            | M::Seta
+            | M::Sets
+            | M::Setns
+            | M::Setp
+            | M::Setnp
+            | M::Setl
+            | M::Setge
+            | M::Setle
+            | M::Setg
+    )
+}
+
 fn mov(c: &mut Cpu, ins: &Instruction) -> R<()> {
     if ins.op0_kind() == OpKind::Register {
         let r = ins.op0_register();
