@@ -398,21 +398,22 @@ pub(crate) fn compile_fused(a: &Instruction, b: &Instruction, bits: u32) -> Opti
     })
 }
 
+/// Kind of operand `i`, or Register when the instruction has fewer operands (so forms
+/// can be matched on both kinds without checking the count).
+fn kind_of(ins: &Instruction, i: u32) -> OpKind {
+    if ins.op_count() > i {
+        ins.op_kind(i)
+    } else {
+        OpKind::Register
+    }
+}
+
 fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
     let mn = ins.mnemonic();
     if ins.has_lock_prefix() {
         return None;
     }
-    let k0 = if ins.op_count() > 0 {
-        ins.op0_kind()
-    } else {
-        OpKind::Register
-    };
-    let k1 = if ins.op_count() > 1 {
-        ins.op1_kind()
-    } else {
-        OpKind::Register
-    };
+    let (k0, k1) = (kind_of(ins, 0), kind_of(ins, 1));
     if let Some(op) = bin_of(mn) {
         if ins.op_count() != 2 {
             return None;

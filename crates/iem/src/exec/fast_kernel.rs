@@ -11,7 +11,7 @@
 //! generic implementation's checks, results, flags and fault order exactly (see the
 //! tests in `fast_tests.rs`). LOCK-prefixed forms stay generic (atomic on the host).
 
-use super::{greg, is_setcc, m_of, mem_recipe, Handler, Uop};
+use super::{greg, is_setcc, kind_of, m_of, mem_recipe, Handler, Uop};
 use crate::cpu::{fault_nc, gp0, vec, Cpu, R};
 use crate::flags::{fl, szp, Op};
 use crate::regs::{gpr, sreg, Gpr};
@@ -24,16 +24,7 @@ pub(super) fn compile(ins: &Instruction, bits: u32) -> Option<Uop> {
         return None;
     }
     let mn = ins.mnemonic();
-    let k0 = if ins.op_count() > 0 {
-        ins.op0_kind()
-    } else {
-        OpKind::Register
-    };
-    let k1 = if ins.op_count() > 1 {
-        ins.op1_kind()
-    } else {
-        OpKind::Register
-    };
+    let (k0, k1) = (kind_of(ins, 0), kind_of(ins, 1));
     let size = if ins.op_count() > 0 {
         Cpu::op_size(ins, 0) as u8
     } else {
