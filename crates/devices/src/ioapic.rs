@@ -334,11 +334,12 @@ impl BusDevice for IoapicMmio {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
+    /// An APIC bus that records every message, in order (also the MSI tests' bus).
     #[derive(Default)]
-    struct Recorder(Mutex<Vec<ApicMessage>>);
+    pub(crate) struct Recorder(pub(crate) Mutex<Vec<ApicMessage>>);
 
     impl ApicBus for Recorder {
         fn deliver(&self, msg: ApicMessage) {
@@ -347,7 +348,7 @@ mod tests {
     }
 
     impl Recorder {
-        fn take(&self) -> Vec<ApicMessage> {
+        pub(crate) fn take(&self) -> Vec<ApicMessage> {
             std::mem::take(&mut self.0.lock())
         }
     }

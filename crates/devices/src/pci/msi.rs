@@ -91,19 +91,11 @@ impl MsiRoute {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use parking_lot::Mutex;
-
-    #[derive(Default)]
-    struct Log(Mutex<Vec<ApicMessage>>);
-    impl ApicBus for Log {
-        fn deliver(&self, msg: ApicMessage) {
-            self.0.lock().push(msg);
-        }
-    }
+    use crate::ioapic::tests::Recorder;
 
     #[test]
     fn guest_programs_and_enables_the_message() {
-        let log = Arc::new(Log::default());
+        let log = Arc::new(Recorder::default());
         let mut c = PciConfig::new(0x8086, 0x2829, 0x010601, 2);
         let msi = Msi::add(&mut c, 0x80, log.clone()).unwrap();
         assert_eq!(c.read_u8(0x34), 0x80, "first capability");
@@ -128,7 +120,7 @@ mod tests {
 
     #[test]
     fn capabilities_at_fixed_offsets_chain_in_order_and_refuse_overlaps() {
-        let log = Arc::new(Log::default());
+        let log = Arc::new(Recorder::default());
         let mut c = PciConfig::new(0x8086, 0x2829, 0x010601, 2);
         Msi::add(&mut c, 0x80, log).unwrap();
         c.add_capability_at(0x70, 0x01, &[3, 0, 0, 0, 0, 0])

@@ -884,6 +884,7 @@ impl PciFunction for Ahci {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ioapic::tests::Recorder;
     use crate::storage::ata::tests::{disk, MemDisk};
     use crate::storage::ata::{DriveKind, DriveOptions};
     use pgm::MemoryLayout;
@@ -894,17 +895,8 @@ mod tests {
         hba: Arc<Mutex<Hba>>,
         mem: Arc<GuestMemory>,
         irq: Arc<AtomicBool>,
-        msis: Arc<MsiLog>,
+        msis: Arc<Recorder>,
         disk: MemDisk,
-    }
-
-    /// The APIC bus as the AHCI's MSI sees it: every message, in order.
-    #[derive(Default)]
-    struct MsiLog(Mutex<Vec<pdm::ApicMessage>>);
-    impl ApicBus for MsiLog {
-        fn deliver(&self, msg: pdm::ApicMessage) {
-            self.0.lock().push(msg);
-        }
     }
 
     const CLB: u64 = 0x10000;
@@ -923,7 +915,7 @@ mod tests {
         let level = Arc::new(AtomicBool::new(false));
         let l = level.clone();
         let sink: Arc<dyn pdm::IrqSink> = Arc::new(move |_, v| l.store(v, Ordering::SeqCst));
-        let msis = Arc::new(MsiLog::default());
+        let msis = Arc::new(Recorder::default());
         let a = Ahci::new(
             4,
             vec![
