@@ -86,12 +86,18 @@ impl UnpackCache {
     fn store(&self, path: &Path, v: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let mut bytes = Vec::with_capacity(v.len() + TRAILER);
-        bytes.extend_from_slice(v);
-        bytes.extend_from_slice(MAGIC);
-        bytes.extend_from_slice(&(v.len() as u64).to_le_bytes());
-        bytes.extend_from_slice(&crc32fast::hash(v).to_le_bytes());
-        let r = std::fs::write(&tmp, &bytes).and_then(|()| std::fs::rename(&tmp, path));
+        let mut trailer = Vec::with_capacity(TRAILER);
+        trailer.extend_from_slice(MAGIC);
+        trailer.extend_from_slice(&(v.len() as u64).to_le_bytes());
+        trailer.extend_from_slice(&crc32fast::hash(v).to_le_bytes());
+        // Two writes rather than one copy of the whole vmlinux with the trailer appended.
+        let r = std::fs::File::create(&tmp)
+            .and_then(|mut f| {
+                use std::io::Write;
+                f.write_all(v)?;
+                f.write_all(&trailer)
+            })
+            .and_then(|()| std::fs::rename(&tmp, path));
         if r.is_err() {
             let _ = std::fs::remove_file(&tmp);
         }
