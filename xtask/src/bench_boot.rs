@@ -106,24 +106,12 @@ pub fn kit_files() -> Result<(PathBuf, PathBuf)> {
     Ok((k, i))
 }
 
-/// The novabox binary: the given one, or `cargo build --release -p novabox`'s.
+/// The novabox binary: the given one, or [`crate::release_novabox`]'s.
 pub fn novabox_binary(given: &Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(p) = given {
-        return Ok(p.clone());
+    match given {
+        Some(p) => Ok(p.clone()),
+        None => crate::release_novabox(),
     }
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let st = Command::new(cargo)
-        .args(["build", "--release", "-p", "novabox"])
-        .current_dir(crate::repo_root())
-        .status()
-        .context("running cargo build")?;
-    if !st.success() {
-        bail!("cargo build --release -p novabox failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join("target"));
-    Ok(target.join("release").join("novabox"))
 }
 
 /// The QEMU binary: the given one, or `qemu-system-x86_64` on PATH.

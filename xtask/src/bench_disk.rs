@@ -286,13 +286,7 @@ pub fn run(args: &[String]) -> Result<()> {
     {
         bail!("qemu-system-x86_64 is not installed: nothing to compare against");
     }
-    eprintln!("building novabox (release)...");
-    check(
-        Command::new(env!("CARGO"))
-            .args(["build", "--release", "-q", "-p", "novabox"])
-            .current_dir(crate::repo_root()),
-    )?;
-    let bin = crate::target_dir().join("release").join("novabox");
+    let bin = crate::release_novabox()?;
     let dir = std::env::temp_dir().join(format!("novabox-bench-disk-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;

@@ -264,24 +264,6 @@ fn free_port() -> Result<u16> {
     bail!("no free port in 5910..5999")
 }
 
-/// The release build of novabox (built now if needed).
-fn novabox_binary() -> Result<PathBuf> {
-    if let Some(p) = std::env::var_os("NOVABOX_BIN") {
-        return Ok(p.into());
-    }
-    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args(["build", "--release", "-p", "novabox"])
-        .current_dir(crate::repo_root())
-        .status()?;
-    if !status.success() {
-        bail!("cargo build --release -p novabox failed");
-    }
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| crate::repo_root().join("target"));
-    Ok(target.join("release/novabox"))
-}
-
 /// Kills the child when dropped.
 struct Running(Child);
 impl Drop for Running {
@@ -531,7 +513,7 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     let dir = std::env::temp_dir().join(format!("bench-display-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let bin = novabox_binary()?;
+    let bin = crate::release_novabox()?;
     let qemu = Command::new("qemu-system-x86_64")
         .arg("--version")
         .output()

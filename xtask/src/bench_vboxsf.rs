@@ -154,16 +154,9 @@ pub fn run(args: &[String]) -> Result<()> {
     };
 
     let novabox = if want("novabox") {
-        eprintln!("building novabox (release)...");
-        let st = Command::new(env!("CARGO"))
-            .args(["build", "--release", "-q", "-p", "novabox"])
-            .current_dir(crate::repo_root())
-            .status()?;
-        if !st.success() {
-            bail!("building novabox failed");
-        }
+        let bin = crate::release_novabox()?;
         let share = fresh_dir(&base, "novabox")?;
-        let mut c = Command::new(crate::target_dir().join("release").join("novabox"));
+        let mut c = Command::new(bin);
         c.arg("run")
             .arg("--kernel")
             .arg(&kernel)

@@ -38,6 +38,27 @@ pub fn repo_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
+/// The novabox binary benchmarks run: `$NOVABOX_BIN` when set (to compare two builds in
+/// one sitting), else `cargo build --release -p novabox`'s, built now if needed.
+pub fn release_novabox() -> anyhow::Result<std::path::PathBuf> {
+    if let Some(p) = std::env::var_os("NOVABOX_BIN") {
+        eprintln!(
+            "novabox binary: {} (NOVABOX_BIN)",
+            std::path::Path::new(&p).display()
+        );
+        return Ok(p.into());
+    }
+    eprintln!("building novabox (release)...");
+    let st = std::process::Command::new(env!("CARGO"))
+        .args(["build", "--release", "-q", "-p", "novabox"])
+        .current_dir(repo_root())
+        .status()?;
+    if !st.success() {
+        anyhow::bail!("cargo build --release -p novabox failed");
+    }
+    Ok(target_dir().join("release").join("novabox"))
+}
+
 /// Where cargo builds (CARGO_TARGET_DIR, else target/ in the repository).
 pub fn target_dir() -> std::path::PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")

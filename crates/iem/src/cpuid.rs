@@ -55,6 +55,8 @@ pub mod ecx1 {
 /// CPUID.7.0:EDX bits.
 pub mod edx7 {
     #![allow(missing_docs)]
+    /// IBRS and IBPB: the IA32_SPEC_CTRL and IA32_PRED_CMD MSRs.
+    pub const SPEC_CTRL: u32 = 1 << 26;
     pub const ARCH_CAPABILITIES: u32 = 1 << 29;
 }
 
@@ -64,8 +66,13 @@ pub mod edx7 {
 /// without RDCL_NO an Intel-signature guest kernel turns on page-table isolation (two CR3
 /// loads and a TLB refill per system call and interrupt) and without MDS_NO a buffer-
 /// clearing VERW on every return to user mode, which QEMU's default AMD-signature CPU
-/// never pays. No control bits (eIBRS, FB_CLEAR_CTRL) are claimed: their MSRs do not exist.
+/// never pays. Enhanced IBRS (IBRS_ALL, with IA32_SPEC_CTRL from CPUID.7.0:EDX[26]) is
+/// claimed because an interpreter keeps its promise trivially (no indirect branch is ever
+/// predicted from another mode's history), and without it Linux compiles every indirect
+/// call into a retpoline: three blocks and an unpredictable return instead of one jump.
+/// No other control bit (FB_CLEAR_CTRL, RRSBA_CTRL) is claimed: their MSRs do not exist.
 pub const ARCH_CAPABILITIES: u64 = (1 << 0) // RDCL_NO: no Meltdown, no L1TF
+    | (1 << 1) // IBRS_ALL: enhanced IBRS
     | (1 << 4) // SSB_NO
     | (1 << 5) // MDS_NO
     | (1 << 6) // PSCHANGE_MC_NO: no iTLB multihit
@@ -115,7 +122,7 @@ pub fn supported_features() -> Features {
             | SSE
             | SSE2,
         leaf7_ebx: 0,
-        leaf7_edx: edx7::ARCH_CAPABILITIES,
+        leaf7_edx: edx7::SPEC_CTRL | edx7::ARCH_CAPABILITIES,
         ext1_ecx: ext1::LAHF_LM,
         ext1_edx: ext1::SYSCALL | ext1::NX | ext1::RDTSCP | ext1::LM,
     }

@@ -11,6 +11,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 const MAX_BLOCK: usize = 64;
 /// Blocks kept before the cache is emptied (bounds memory on guests that churn code).
 const MAX_BLOCKS: usize = 1 << 16;
+/// Compiled instructions kept before the cache is emptied (the arena also holds the ops of
+/// blocks replaced in their slot, so it bounds memory separately).
+const MAX_OPS: usize = 1 << 20;
 
 /// A multiplicative hasher for u64 keys (the default SipHash is needlessly slow here).
 #[derive(Default)]
@@ -33,8 +36,8 @@ impl Hasher for KeyHasher {
 /// A decoded basic block.
 pub(crate) struct Block {
     pub instrs: Vec<Instruction>,
-    /// The instructions compiled for the fast paths (one per entry of `instrs`).
-    pub ops: Vec<crate::exec::fast::Uop>,
+    /// Where the block's compiled instructions are in the cache's op arena.
+    pub ops: Ops,
     /// Backing offset of the page holding the block.
     pub page: u64,
     pub gen: u32,
@@ -45,6 +48,25 @@ pub(crate) struct Block {
     pub links: [Link; 2],
 }
 
+/// A block's compiled instructions: `len` ops from index `at` of the op arena (one per
+/// decoded instruction, or one fewer when the last two are fused).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Ops {
+    pub at: u32,
+    pub len: u32,
+}
+
+/// What the execution loop needs to run a block: its slot (for the decoded instructions
+/// of slow ops), its ops and its code page. A link holds all of it, so following a link
+/// goes straight to the ops without loading the target's block header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Target {
+    pub slot: u32,
+    pub ops: Ops,
+    /// The block's first code page (backing offset >> 12).
+    pub page: u32,
+}
+
 /// A remembered successor: the block at linear address `lin`, valid while the fetch
 /// context (`ctx`: TLB epoch, code size, CPL) is the same. The target's first code page
 /// and its write generation are copied here so following the link checks the code is
@@ -53,9 +75,8 @@ pub(crate) struct Block {
 pub(crate) struct Link {
     pub lin: u64,
     pub ctx: u64,
-    pub slot: u32,
-    /// The target's page (backing offset >> 12) and its generation when linked.
-    pub page: u32,
+    pub to: Target,
+    /// The target's generation when linked.
     pub gen: u32,
     /// The target also spans a second page (checked through the block).
     pub page2: bool,
@@ -65,8 +86,11 @@ pub(crate) struct Link {
 pub(crate) const NO_LINK: Link = Link {
     lin: u64::MAX,
     ctx: u64::MAX,
-    slot: u32::MAX,
-    page: u32::MAX,
+    to: Target {
+        slot: u32::MAX,
+        ops: Ops { at: 0, len: 0 },
+        page: u32::MAX,
+    },
     gen: 0,
     page2: false,
 };
@@ -84,6 +108,10 @@ pub(crate) fn fetch_ctx(tlb_epoch: u64, bits: u32, cpl: u8) -> u64 {
 pub(crate) struct BlockCache {
     map: HashMap<u64, u32, BuildHasherDefault<KeyHasher>>,
     blocks: Vec<Block>,
+    /// The compiled instructions of all blocks, back to back in the order they were
+    /// decoded: one allocation, and code that runs in sequence was usually decoded in
+    /// sequence, so its ops share cache lines and the hardware prefetcher's streams.
+    ops: Vec<crate::exec::fast::Uop>,
     /// Bumped when the cache is emptied (slot numbers are reused afterwards).
     generation: u64,
 }
@@ -117,6 +145,38 @@ impl BlockCache {
         self.blocks.get(slot as usize)
     }
 
+    /// How to run the block in `slot`.
+    #[inline]
+    pub(crate) fn target(&self, slot: u32) -> Option<Target> {
+        let b = self.blocks.get(slot as usize)?;
+        Some(Target {
+            slot,
+            ops: b.ops,
+            page: u32::try_from(b.page >> 12).unwrap_or(u32::MAX),
+        })
+    }
+
+    /// The compiled instructions `o` names.
+    #[inline]
+    pub(crate) fn ops(&self, o: Ops) -> &[crate::exec::fast::Uop] {
+        let at = o.at as usize;
+        self.ops.get(at..at + o.len as usize).unwrap_or(&[])
+    }
+
+    /// Start loading the first ops of the blocks that followed `t` before, while `t` runs:
+    /// the next block's ops are then (more often) in the cache when it starts. A plain
+    /// load whose value is only observed: the CPU issues it early and goes on.
+    #[inline]
+    pub(crate) fn touch_successors(&self, slot: u32) {
+        if let Some(b) = self.blocks.get(slot as usize) {
+            for l in &b.links {
+                if let Some(op) = self.ops.get(l.to.ops.at as usize) {
+                    std::hint::black_box(op.len);
+                }
+            }
+        }
+    }
+
     /// Slot numbers are valid while this is unchanged.
     #[inline]
     pub(crate) fn generation(&self) -> u64 {
@@ -131,23 +191,24 @@ impl BlockCache {
         lin: u64,
         ctx: u64,
         mem: &pgm::GuestMemory,
-    ) -> Option<u32> {
+    ) -> Option<Target> {
         let b = self.blocks.get(from as usize)?;
         let l = b.links.iter().find(|l| l.lin == lin && l.ctx == ctx)?;
         // A block replaced in its slot (same key, rewritten code) has a newer generation
-        // than the one the link recorded, so the link is stale.
-        if mem.code_page_generation(u64::from(l.page) << 12) != l.gen {
+        // than the one the link recorded, so the link is stale (and so are the ops it
+        // names: a replaced block's ops are new ones at another place in the arena).
+        if mem.code_page_generation(u64::from(l.to.page) << 12) != l.gen {
             return None;
         }
         if l.page2 {
-            let t = self.blocks.get(l.slot as usize)?;
+            let t = self.blocks.get(l.to.slot as usize)?;
             if let Some((p, g)) = t.page2 {
                 if mem.code_page_generation(p) != g {
                     return None;
                 }
             }
         }
-        Some(l.slot)
+        Some(l.to)
     }
 
     /// Remember that block `to` (at `lin` in context `ctx`) followed block `from`.
@@ -159,23 +220,35 @@ impl BlockCache {
         let Ok(page) = u32::try_from(t.page >> 12) else {
             return;
         };
-        let (gen, page2) = (t.gen, t.page2.is_some());
+        let (gen, page2, ops) = (t.gen, t.page2.is_some(), t.ops);
         if let Some(b) = self.blocks.get_mut(from as usize) {
             // Keep the most recent two successors.
             b.links[1] = b.links[0];
             b.links[0] = Link {
                 lin,
                 ctx,
-                slot: to,
-                page,
+                to: Target {
+                    slot: to,
+                    ops,
+                    page,
+                },
                 gen,
                 page2,
             };
         }
     }
 
-    /// Insert a block (replacing a stale one with the same key); returns its slot.
-    pub(crate) fn insert(&mut self, k: u64, b: Block) -> u32 {
+    /// Insert a block with its compiled instructions (replacing a stale block with the
+    /// same key); returns its slot. `b.ops` is set here.
+    pub(crate) fn insert(&mut self, k: u64, mut b: Block, ops: &[crate::exec::fast::Uop]) -> u32 {
+        if self.ops.len() + ops.len() > MAX_OPS {
+            self.clear();
+        }
+        b.ops = Ops {
+            at: self.ops.len() as u32,
+            len: ops.len() as u32,
+        };
+        self.ops.extend_from_slice(ops);
         if let Some(&slot) = self.map.get(&k) {
             if let Some(old) = self.blocks.get_mut(slot as usize) {
                 *old = b;
@@ -184,6 +257,8 @@ impl BlockCache {
         }
         if self.blocks.len() >= MAX_BLOCKS {
             self.clear();
+            b.ops.at = 0;
+            self.ops.extend_from_slice(ops);
         }
         let slot = self.blocks.len() as u32;
         self.blocks.push(b);
@@ -195,6 +270,7 @@ impl BlockCache {
     pub(crate) fn clear(&mut self) {
         self.map.clear();
         self.blocks.clear();
+        self.ops.clear();
         self.generation = self.generation.wrapping_add(1);
     }
 
@@ -250,7 +326,7 @@ mod tests {
     fn block(mem: &pgm::GuestMemory, page: u64) -> Block {
         Block {
             instrs: Vec::new(),
-            ops: Vec::new(),
+            ops: Ops::default(),
             page,
             gen: mem.watch_code_page(page),
             page2: None,
@@ -262,11 +338,15 @@ mod tests {
     fn links_follow_only_the_same_context_and_unchanged_code() {
         let mem = pgm::GuestMemory::new(pgm::MemoryLayout::pc(16 << 20).unwrap()).unwrap();
         let mut c = BlockCache::default();
-        let a = c.insert(key(0x1000, 64), block(&mem, 0x1000));
-        let b = c.insert(key(0x2000, 64), block(&mem, 0x2000));
+        let a = c.insert(key(0x1000, 64), block(&mem, 0x1000), &[]);
+        let b = c.insert(key(0x2000, 64), block(&mem, 0x2000), &[]);
         let ctx = fetch_ctx(5, 64, 0);
         c.link(a, 0xffff_8000_0000_2000, ctx, b);
-        assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, &mem), Some(b));
+        assert_eq!(
+            c.follow(a, 0xffff_8000_0000_2000, ctx, &mem)
+                .map(|t| t.slot),
+            Some(b)
+        );
         // Another TLB epoch, code size or CPL: no link.
         assert_eq!(
             c.follow(a, 0xffff_8000_0000_2000, fetch_ctx(6, 64, 0), &mem),
@@ -285,10 +365,14 @@ mod tests {
         // decoded again into the same slot, until it is linked again.
         mem.backing_write(0x2010, &[0x90]).unwrap();
         assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, &mem), None);
-        assert_eq!(c.insert(key(0x2000, 64), block(&mem, 0x2000)), b);
+        assert_eq!(c.insert(key(0x2000, 64), block(&mem, 0x2000), &[]), b);
         assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, &mem), None);
         c.link(a, 0xffff_8000_0000_2000, ctx, b);
-        assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, &mem), Some(b));
+        assert_eq!(
+            c.follow(a, 0xffff_8000_0000_2000, ctx, &mem)
+                .map(|t| t.slot),
+            Some(b)
+        );
         // Emptying the cache changes the generation slot numbers belong to.
         let g = c.generation();
         c.clear();
@@ -301,11 +385,11 @@ mod tests {
         let mem = pgm::GuestMemory::new(pgm::MemoryLayout::pc(16 << 20).unwrap()).unwrap();
         let mut c = BlockCache::default();
         let k = key(0x3000, 64);
-        let s = c.insert(k, block(&mem, 0x3000));
+        let s = c.insert(k, block(&mem, 0x3000), &[]);
         assert_eq!(c.get(k, &mem), Some(s));
         mem.backing_write(0x3000, &[0xcc]).unwrap();
         assert_eq!(c.get(k, &mem), None);
-        let s2 = c.insert(k, block(&mem, 0x3000));
+        let s2 = c.insert(k, block(&mem, 0x3000), &[]);
         assert_eq!(s2, s);
         assert_eq!(c.len(), 1);
         assert_eq!(c.get(k, &mem), Some(s));

@@ -9,6 +9,8 @@ pub(crate) mod n {
     pub const PLATFORM_ID: u32 = 0x17;
     pub const APIC_BASE: u32 = 0x1b;
     pub const FEATURE_CONTROL: u32 = 0x3a;
+    pub const SPEC_CTRL: u32 = 0x48;
+    pub const PRED_CMD: u32 = 0x49;
     pub const BIOS_SIGN_ID: u32 = 0x8b;
     pub const ARCH_CAPABILITIES: u32 = 0x10a;
     pub const MTRRCAP: u32 = 0xfe;
@@ -36,11 +38,21 @@ fn is_mtrr(m: u32) -> bool {
     matches!(m, 0x200..=0x20f | 0x250 | 0x258 | 0x259 | 0x268..=0x26f | n::MTRR_DEF_TYPE)
 }
 
+/// IA32_SPEC_CTRL bits a guest may set: IBRS only (STIBP and SSBD are not advertised).
+const SPEC_CTRL_IBRS: u64 = 1;
+/// IA32_PRED_CMD's only command: IBPB.
+const PRED_CMD_IBPB: u64 = 1;
+
 fn canonical(v: u64) -> bool {
     ((v as i64) << 16 >> 16) as u64 == v
 }
 
 impl Cpu {
+    /// IA32_SPEC_CTRL and IA32_PRED_CMD exist only when CPUID.7.0:EDX says so.
+    fn has_spec_ctrl(&self) -> bool {
+        sup::cpuid::lookup(&self.cpuid, 7, 0)[3] & crate::cpuid::edx7::SPEC_CTRL != 0
+    }
+
     /// RDMSR.
     pub(crate) fn rdmsr(&mut self, m: u32) -> R<u64> {
         let s = &self.s;
@@ -58,6 +70,9 @@ impl Cpu {
             {
                 crate::cpuid::ARCH_CAPABILITIES
             }
+            // IBRS is kept as written; it asks nothing of an interpreter, which predicts no
+            // branch. PRED_CMD is write-only (#GP on read, as on hardware).
+            n::SPEC_CTRL if self.has_spec_ctrl() => *self.msrs.get(&m).unwrap_or(&0),
             n::SYSENTER_CS => s.msrs.sysenter_cs,
             n::SYSENTER_ESP => s.msrs.sysenter_esp,
             n::SYSENTER_EIP => s.msrs.sysenter_eip,
@@ -85,6 +100,11 @@ impl Cpu {
                 self.msrs.insert(m, v);
             }
             n::DEBUGCTL | n::MCG_STATUS => {}
+            n::SPEC_CTRL if self.has_spec_ctrl() && v & !SPEC_CTRL_IBRS == 0 => {
+                self.msrs.insert(m, v);
+            }
+            // An indirect-branch prediction barrier: nothing to flush here.
+            n::PRED_CMD if self.has_spec_ctrl() && v & !PRED_CMD_IBPB == 0 => {}
             n::APIC_BASE => {
                 if v & 0xffff_fff0_0000_02ff != 0 {
                     return Err(gp0());
@@ -167,5 +187,25 @@ mod tests {
             c.rdmsr(n::ARCH_CAPABILITIES).is_err(),
             "#GP when CPUID hides it"
         );
+    }
+
+    #[test]
+    fn spec_ctrl_keeps_ibrs_and_refuses_the_rest() {
+        let mut c = cpu();
+        assert_ne!(crate::cpuid::ARCH_CAPABILITIES & 2, 0, "IBRS_ALL claimed");
+        assert_eq!(c.rdmsr(n::SPEC_CTRL).ok(), Some(0));
+        assert!(c.wrmsr(n::SPEC_CTRL, 1).is_ok());
+        assert_eq!(c.rdmsr(n::SPEC_CTRL).ok(), Some(1));
+        assert!(c.wrmsr(n::SPEC_CTRL, 2).is_err(), "STIBP is not advertised");
+        assert!(c.wrmsr(n::SPEC_CTRL, 4).is_err(), "SSBD is not advertised");
+        assert_eq!(c.rdmsr(n::SPEC_CTRL).ok(), Some(1));
+        assert!(c.wrmsr(n::PRED_CMD, 1).is_ok(), "IBPB");
+        assert!(c.wrmsr(n::PRED_CMD, 2).is_err());
+        assert!(c.rdmsr(n::PRED_CMD).is_err(), "write-only");
+        for e in c.cpuid.iter_mut().filter(|e| e.function == 7) {
+            e.edx &= !crate::cpuid::edx7::SPEC_CTRL;
+        }
+        assert!(c.rdmsr(n::SPEC_CTRL).is_err(), "#GP when CPUID hides it");
+        assert!(c.wrmsr(n::PRED_CMD, 1).is_err());
     }
 }

@@ -31,6 +31,11 @@ pub struct Stats {
     pub blocks_decoded: u64,
     /// Exceptions and interrupts delivered.
     pub events: u64,
+    /// Blocks executed.
+    pub blocks_run: u64,
+    /// Blocks found by translating the fetch address and looking the cache up, because the
+    /// previous block had no link to them (indirect branches, returns, first runs).
+    pub lookups: u64,
 }
 
 /// A vCPU executed by the interpreter.
@@ -193,6 +198,12 @@ impl IemVcpu {
         self.cpu.pending_in.is_some() || !self.cpu.mmio_replay.is_empty()
     }
 
+    /// [`Self::block_key`], counted.
+    fn lookup(&mut self) -> Result<u32, Flow> {
+        self.stats.lookups += 1;
+        self.block_key()
+    }
+
     /// Fetch (decode if needed) the block at the current RIP; returns its cache slot.
     fn block_key(&mut self) -> Result<u32, Flow> {
         let c = &mut self.cpu;
@@ -285,28 +296,28 @@ impl IemVcpu {
             k,
             Block {
                 instrs,
-                ops,
+                ops: icache::Ops::default(),
                 page,
                 gen,
                 page2,
                 links: [icache::NO_LINK; 2],
             },
+            &ops,
         ))
     }
 
     /// Execute one block (or one instruction when an interrupt shadow is active).
-    fn exec_block(&mut self, slot: u32, budget: &mut u64) -> Flow {
-        // `block_key` just validated the slot against the code-page generations.
-        let Some(block) = self.cache.block(slot) else {
-            return Flow::Continue;
-        };
+    fn exec_block(&mut self, t: icache::Target, budget: &mut u64) -> Flow {
+        // `block_key` or the link just validated the block against the code-page
+        // generations; its header is needed only for slow ops.
+        self.cache.touch_successors(t.slot);
         let c = &mut self.cpu;
-        c.code_page = block.page >> 12;
+        c.code_page = u64::from(t.page);
         // Completing an I/O or MMIO exit, or in an interrupt shadow: one instruction, with
         // the full bookkeeping.
         let single =
             c.s.events.interrupt_shadow || !c.mmio_replay.is_empty() || c.pending_in.is_some();
-        let ops = block.ops.as_slice();
+        let ops = self.cache.ops(t.ops);
         let ops = if single {
             ops.get(..1).unwrap_or(ops)
         } else {
@@ -384,7 +395,8 @@ impl IemVcpu {
                     c.next_rip = next;
                     c.replay_cursor = 0;
                     let wq = c.mmio_wq.len();
-                    let r = match (h, block.instrs.get(i)) {
+                    let ins = self.cache.block(t.slot).and_then(|b| b.instrs.get(i));
+                    let r = match (h, ins) {
                         (Some(f), _) => f(c, op),
                         (None, Some(ins)) => crate::exec::step(c, ins),
                         (None, None) => break,
@@ -431,7 +443,7 @@ impl IemVcpu {
                     break;
                 }
                 Err(Stop::Fault(f)) => {
-                    tracing::trace!(ins = ?block.instrs.get(i).map(|i| i.to_string()), ?f, rip = c.start_rip, "iem: instruction faulted");
+                    tracing::trace!(ins = ?self.cache.block(t.slot).and_then(|b| b.instrs.get(i)).map(|i| i.to_string()), ?f, rip = c.start_rip, "iem: instruction faulted");
                     c.smc = false;
                     c.s.rip = c.start_rip;
                     c.mmio_wq.truncate(wq);
@@ -559,9 +571,10 @@ impl Vcpu for IemVcpu {
                 Some((p, g)) if g == cache_gen => self.cache.follow(p, lin, ctx, &c.mem),
                 _ => None,
             };
-            let k = match linked {
-                Some(k) => k,
-                None => match self.block_key() {
+            self.stats.blocks_run += 1;
+            let t = match linked {
+                Some(t) => t,
+                None => match self.lookup() {
                     Ok(k) => {
                         // Only link when nothing changed the fetch context on the way.
                         let c = &self.cpu;
@@ -572,7 +585,10 @@ impl Vcpu for IemVcpu {
                                 self.cache.link(p, lin, ctx, k);
                             }
                         }
-                        k
+                        match self.cache.target(k) {
+                            Some(t) => t,
+                            None => continue,
+                        }
                     }
                     Err(Flow::Continue) => {
                         prev = None;
@@ -582,8 +598,8 @@ impl Vcpu for IemVcpu {
                     Err(Flow::Exit(e)) => return Ok(self.finish(e)),
                 },
             };
-            prev = Some((k, self.cache.generation()));
-            if let Flow::Exit(e) = self.exec_block(k, &mut budget) {
+            prev = Some((t.slot, self.cache.generation()));
+            if let Flow::Exit(e) = self.exec_block(t, &mut budget) {
                 return Ok(self.finish(e));
             }
         }
@@ -648,6 +664,22 @@ impl Vcpu for IemVcpu {
 
     fn engine(&self) -> &'static str {
         "interpreter"
+    }
+}
+
+impl Drop for IemVcpu {
+    fn drop(&mut self) {
+        let s = self.stats;
+        tracing::info!(
+            vcpu = self.cpu.id,
+            instructions = s.instructions,
+            blocks_run = s.blocks_run,
+            lookups = s.lookups,
+            blocks_decoded = s.blocks_decoded,
+            events = s.events,
+            cached_blocks = self.cache.len(),
+            "iem: interpreter counters"
+        );
     }
 }
 
