@@ -163,15 +163,14 @@ impl BlockCache {
         self.ops.get(at..at + o.len as usize).unwrap_or(&[])
     }
 
-    /// Start loading the first ops of the blocks that followed `t` before, while `t` runs:
-    /// the next block's ops are then (more often) in the cache when it starts. A plain
-    /// load whose value is only observed: the CPU issues it early and goes on.
+    /// Prefetch the first ops of the blocks that followed `slot` before, while it runs:
+    /// the next block's ops are then (more often) in the cache when it starts.
     #[inline]
-    pub(crate) fn touch_successors(&self, slot: u32) {
+    pub(crate) fn prefetch_successors(&self, slot: u32) {
         if let Some(b) = self.blocks.get(slot as usize) {
             for l in &b.links {
                 if let Some(op) = self.ops.get(l.to.ops.at as usize) {
-                    std::hint::black_box(op.len);
+                    pgm::prefetch(op);
                 }
             }
         }

@@ -310,7 +310,7 @@ impl IemVcpu {
     fn exec_block(&mut self, t: icache::Target, budget: &mut u64) -> Flow {
         // `block_key` or the link just validated the block against the code-page
         // generations; its header is needed only for slow ops.
-        self.cache.touch_successors(t.slot);
+        self.cache.prefetch_successors(t.slot);
         let c = &mut self.cpu;
         c.code_page = u64::from(t.page);
         // Completing an I/O or MMIO exit, or in an interrupt shadow: one instruction, with

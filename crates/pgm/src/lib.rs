@@ -19,9 +19,11 @@
 //! page in the region's dirty bitmap.
 
 mod backing;
+mod cache_hint;
 mod layout;
 mod mmio2;
 
+pub use cache_hint::prefetch;
 pub use layout::{Mapping, MemoryLayout, PamMode, ReadSource, WriteSink};
 pub use mmio2::{Mmio2, MAX_MMIO2_REGIONS, MAX_MMIO2_SIZE, MMIO2_MAP_LIMIT, MMIO2_OFFSET_BASE};
 
