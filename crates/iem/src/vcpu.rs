@@ -361,7 +361,7 @@ impl IemVcpu {
         for (i, op) in ops.iter().enumerate().skip(start) {
             let rip = c.s.rip;
             c.delta = rip.wrapping_sub(u64::from(op.ip));
-            let next = rip.wrapping_add(u64::from(op.len)) & ip_mask;
+            let next = rip.wrapping_add(u64::from(op.len())) & ip_mask;
             c.s.rip = next;
             let (r, wq) = match op.handler() {
                 // Phase 1 ran this one already; fast paths queue MMIO writes only when they

@@ -25,42 +25,82 @@ const BASE_EIP: u8 = 17;
 /// No base or index register.
 const NONE: u8 = 0xff;
 
-/// A pre-extracted effective-address recipe: `seg:(disp + base + index*scale) & amask`.
+/// A pre-extracted effective-address recipe: `seg:(disp + base + index*scale) & amask`,
+/// packed into 8 bytes (see [`Uop`] for why size matters).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Mem {
-    disp: u64,
+    /// The displacement, sign-extended when used. With 16- and 32-bit addressing only its
+    /// low bits matter (the address is masked); a 64-bit displacement that does not fit
+    /// (a MOV with a 64-bit absolute address) has no recipe.
+    disp: i32,
     base: u8,
     index: u8,
-    scale: u8,
     seg: u8,
+    /// log2(scale) in bits 0-1, log2(address size / 2) in bits 2-3.
+    sa: u8,
+}
+
+impl Mem {
+    fn new(disp: u64, base: u8, index: u8, scale: u8, seg: u8, asz: u8) -> Option<Mem> {
+        let disp = if asz == 8 {
+            i32::try_from(disp as i64).ok()?
+        } else {
+            disp as u32 as i32
+        };
+        let sl = scale.trailing_zeros() as u8;
+        let al = (asz / 2).trailing_zeros() as u8;
+        (scale.is_power_of_two() && sl < 4 && matches!(asz, 2 | 4 | 8)).then_some(Mem {
+            disp,
+            base,
+            index,
+            seg,
+            sa: sl | (al << 2),
+        })
+    }
+
+    #[inline(always)]
+    fn disp(&self) -> u64 {
+        i64::from(self.disp) as u64
+    }
+
+    #[inline(always)]
+    fn scale_shift(&self) -> u32 {
+        u32::from(self.sa & 3)
+    }
+
     /// Address size in bytes (2, 4, 8).
-    asz: u8,
+    #[inline(always)]
+    fn asz(&self) -> u32 {
+        2 << (self.sa >> 2)
+    }
 }
 
 const NO_MEM: Mem = Mem {
     disp: 0,
     base: NONE,
     index: NONE,
-    scale: 1,
     seg: 3,
-    asz: 8,
+    sa: 2 << 2,
 };
 
 /// The handler of a fast `Uop`. On entry `c.s.rip` already points at the next instruction
 /// and `c.delta` relocates decoded addresses; `c.start_rip` and `c.next_rip` are not set.
 pub(crate) type Handler = fn(&mut Cpu, &Uop) -> R<()>;
 
-/// A pre-decoded instruction.
+/// A pre-decoded instruction, 32 bytes: two to a cache line. Kernel code paths are long
+/// and rarely repeat within a short time, so the interpreter's speed there is bound by how
+/// many cache lines of ops a path touches; every field is as narrow as its values allow.
 #[derive(Clone, Copy)]
 pub(crate) struct Uop {
     /// The specialised handler; None: execute the iced instruction generically.
     f: Option<Handler>,
-    /// Immediate, relative branch target, or shift count.
-    imm: u64,
-    /// Branch target mask (by the branch operand size).
-    tmask: u64,
-    /// Branch target of a fused compare-and-branch (see [`compile_fused`]).
-    t: u64,
+    /// Immediate or shift count, kept as its low 32 bits: read back sign-extended when
+    /// `size` is 8 (x86 sign-extends 32-bit immediates of 64-bit operations), zero-extended
+    /// otherwise (see [`imm32`]). For a branch: the target (see [`Uop::target`]). For a
+    /// MOV of a 64-bit immediate: its low half (the high half is in `m.disp`).
+    imm: i32,
+    /// Branch target of a fused compare-and-branch (see [`compile_fused`]), as `imm`.
+    t: i32,
     m: Mem,
     /// Destination (or only) register.
     d: u8,
@@ -70,19 +110,64 @@ pub(crate) struct Uop {
     cc: u8,
     /// Operand size (destination size of MOVZX/MOVSX).
     size: u8,
-    /// Length of the instruction in bytes.
-    pub len: u8,
-    /// Length of the fused Jcc of a compare-and-branch.
-    len2: u8,
+    /// Length of the instruction in bytes (bits 0-3) and of the fused Jcc of a
+    /// compare-and-branch (bits 4-7).
+    lens: u8,
+    /// Branch target width: 0 = 16, 1 = 32, 2 = 64 bits.
+    tm: u8,
     /// The decoded instruction's IP (its offset in the page the block was decoded from).
     pub ip: u16,
+}
+
+const _: () = assert!(std::mem::size_of::<Uop>() == 32);
+
+/// The stored form of immediate `v` of an operation of `size` bytes (see [`Uop::imm`]),
+/// or None when it has none (a 64-bit immediate that is not a sign-extended 32-bit one).
+fn imm32(v: u64, size: u8) -> Option<i32> {
+    if size == 8 {
+        i32::try_from(v as i64).ok()
+    } else {
+        u32::try_from(v & mask(u32::from(size)))
+            .ok()
+            .map(|x| x as i32)
+    }
+}
+
+/// Branch target width code of a near-branch operand.
+fn branch_tm(k: OpKind) -> u8 {
+    match k {
+        OpKind::NearBranch16 => 0,
+        OpKind::NearBranch32 => 1,
+        _ => 2,
+    }
+}
+
+/// Branch target width code of an operand size in bytes.
+fn size_tm(size: u8) -> u8 {
+    match size {
+        2 => 0,
+        4 => 1,
+        _ => 2,
+    }
+}
+
+/// The stored form of a decoded branch target (an offset from the start of the page the
+/// block was decoded from, relocated by `delta` when run): a 16- or 32-bit target is used
+/// modulo its width, so its low 32 bits do; a 64-bit one must fit in 32 bits signed (a
+/// branch within 2 GiB of its page, which is every rel32 branch but the extreme ones).
+fn target32(t: u64, tm: u8) -> Option<i32> {
+    if tm == 2 {
+        i32::try_from(t as i64).ok()
+    } else {
+        Some(t as u32 as i32)
+    }
 }
 
 impl std::fmt::Debug for Uop {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Uop")
             .field("fast", &self.f.is_some())
-            .field("imm", &self.imm)
+            .field("imm", &self.imm())
             .field("d", &self.d)
             .field("s", &self.s)
             .field("cc", &self.cc)
@@ -96,17 +181,60 @@ impl Uop {
     pub(crate) const SLOW: Uop = Uop {
         f: None,
         imm: 0,
-        tmask: u64::MAX,
         t: 0,
         m: NO_MEM,
         d: 0,
         s: 0,
         cc: 0,
         size: 8,
-        len: 0,
-        len2: 0,
+        lens: 0,
+        tm: 2,
         ip: 0,
     };
+
+    /// The immediate (see the field).
+    #[inline(always)]
+    fn imm(&self) -> u64 {
+        if self.size == 8 {
+            i64::from(self.imm) as u64
+        } else {
+            u64::from(self.imm as u32)
+        }
+    }
+
+    /// A decoded branch target, before relocation and masking.
+    #[inline(always)]
+    fn target(&self) -> u64 {
+        i64::from(self.imm) as u64
+    }
+
+    /// The branch target of a fused compare-and-branch, before relocation and masking.
+    #[inline(always)]
+    fn fused_target(&self) -> u64 {
+        i64::from(self.t) as u64
+    }
+
+    /// The mask a branch target is taken modulo.
+    #[inline(always)]
+    fn tmask(&self) -> u64 {
+        match self.tm {
+            0 => 0xffff,
+            1 => 0xffff_ffff,
+            _ => u64::MAX,
+        }
+    }
+
+    /// Length of the instruction in bytes.
+    #[inline(always)]
+    pub(crate) fn len(&self) -> u8 {
+        self.lens & 15
+    }
+
+    /// Length of the fused Jcc of a compare-and-branch.
+    #[inline(always)]
+    fn len2(&self) -> u8 {
+        self.lens >> 4
+    }
 
     fn new(f: Handler) -> Self {
         Uop {
@@ -186,18 +314,12 @@ fn mem_recipe(ins: &Instruction, bits: u32) -> Option<Mem> {
         if idx != Register::None {
             return None;
         }
-        return Some(Mem {
-            disp,
-            base: if base == Register::RIP {
-                BASE_RIP
-            } else {
-                BASE_EIP
-            },
-            index: NONE,
-            scale: 1,
-            seg,
-            asz: 8,
-        });
+        let b = if base == Register::RIP {
+            BASE_RIP
+        } else {
+            BASE_EIP
+        };
+        return Mem::new(disp, b, NONE, 1, seg, 8);
     }
     let mut asz = match ins.memory_displ_size() {
         2 => 2,
@@ -225,14 +347,7 @@ fn mem_recipe(ins: &Instruction, bits: u32) -> Option<Mem> {
         asz = s;
         i
     };
-    Some(Mem {
-        disp,
-        base: b,
-        index: x,
-        scale: ins.memory_index_scale() as u8,
-        seg,
-        asz,
-    })
+    Mem::new(disp, b, x, ins.memory_index_scale() as u8, seg, asz)
 }
 
 fn bin_of(m: M) -> Option<Bin> {
@@ -262,14 +377,6 @@ fn is_imm(k: OpKind) -> bool {
             | OpKind::Immediate8to64
             | OpKind::Immediate32to64
     )
-}
-
-fn branch_mask(k: OpKind) -> u64 {
-    match k {
-        OpKind::NearBranch16 => 0xffff,
-        OpKind::NearBranch32 => 0xffff_ffff,
-        _ => u64::MAX,
-    }
 }
 
 fn is_near_branch(k: OpKind) -> bool {
@@ -311,7 +418,7 @@ macro_rules! by_op {
 /// Compile one decoded instruction for a block of code size `bits`.
 pub(crate) fn compile(ins: &Instruction, bits: u32) -> Uop {
     Uop {
-        len: ins.len() as u8,
+        lens: ins.len() as u8,
         ip: ins.ip() as u16,
         ..compile_inner(ins, bits)
             .or_else(|| kernel::compile(ins, bits))
@@ -391,9 +498,9 @@ pub(crate) fn compile_fused(a: &Instruction, b: &Instruction, bits: u32) -> Opti
     Some(Uop {
         f: Some(f),
         t: j.imm,
-        tmask: j.tmask,
+        tm: j.tm,
         cc: b.condition_code() as u8 - 1,
-        len2: b.len() as u8,
+        lens: base.lens | ((b.len() as u8) << 4),
         ..base
     })
 }
@@ -420,7 +527,7 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
         }
         let op = op_num(op);
         let size = Cpu::op_size(ins, 0) as u8;
-        let imm = || ins.immediate(1) & mask(u32::from(size));
+        let imm = || imm32(ins.immediate(1), size);
         return match (k0, k1) {
             (OpKind::Register, OpKind::Register) => {
                 let (d, ds) = greg(ins.op0_register())?;
@@ -436,7 +543,7 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
                 let (d, _) = greg(ins.op0_register())?;
                 Some(Uop {
                     d,
-                    imm: imm(),
+                    imm: imm()?,
                     size,
                     ..Uop::new(by_op!(alu_ri, op, size))
                 })
@@ -460,7 +567,7 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
                 })
             }
             (OpKind::Memory, k) if is_imm(k) => Some(Uop {
-                imm: imm(),
+                imm: imm()?,
                 m: mem_recipe(ins, bits)?,
                 size,
                 ..Uop::new(by_op!(alu_mi, op, size))
@@ -485,11 +592,26 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
                 }
                 (OpKind::Register, k) if is_imm(k) => {
                     let (d, _) = greg(ins.op0_register())?;
-                    Some(Uop {
-                        d,
-                        imm: ins.immediate(1) & mask(u32::from(size)),
-                        size,
-                        ..Uop::new(by_size!(mov_ri, size))
+                    let v = ins.immediate(1) & mask(u32::from(size));
+                    Some(match imm32(v, size) {
+                        Some(imm) => Uop {
+                            d,
+                            imm,
+                            size,
+                            ..Uop::new(by_size!(mov_ri, size))
+                        },
+                        // MOV r64, imm64: the high half goes where the (unused) address
+                        // recipe's displacement would be.
+                        None => Uop {
+                            d,
+                            imm: v as u32 as i32,
+                            m: Mem {
+                                disp: (v >> 32) as u32 as i32,
+                                ..NO_MEM
+                            },
+                            size,
+                            ..Uop::new(mov_ri64)
+                        },
                     })
                 }
                 (OpKind::Register, OpKind::Memory) => {
@@ -511,7 +633,7 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
                     })
                 }
                 (OpKind::Memory, k) if is_imm(k) => Some(Uop {
-                    imm: ins.immediate(1) & mask(u32::from(size)),
+                    imm: imm32(ins.immediate(1), size)?,
                     m: mem_recipe(ins, bits)?,
                     size,
                     ..Uop::new(by_size!(mov_mi, size))
@@ -631,7 +753,7 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
             };
             Some(Uop {
                 d,
-                imm: cnt,
+                imm: cnt as i32,
                 size,
                 ..Uop::new(f)
             })
@@ -656,7 +778,7 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
             }
             // Two-operand form: d = d * src; three-operand form: d = src * imm.
             let (src_kind, imm) = if ins.op_count() == 3 {
-                (k1, Some(ins.immediate(2) & mask(u32::from(size))))
+                (k1, Some(imm32(ins.immediate(2), size)?))
             } else {
                 (k1, None)
             };
@@ -742,7 +864,7 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
                     })
                 }
                 k if is_imm(k) => Some(Uop {
-                    imm: ins.immediate(0) & mask(u32::from(size)),
+                    imm: imm32(ins.immediate(0), size)?,
                     size,
                     ..Uop::new(by_size!(push_i, size))
                 }),
@@ -795,14 +917,14 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
                 _ => jcc::<15>,
             };
             Some(Uop {
-                imm: ins.near_branch_target(),
-                tmask: branch_mask(k0),
+                imm: target32(ins.near_branch_target(), branch_tm(k0))?,
+                tm: branch_tm(k0),
                 ..Uop::new(f)
             })
         }
         M::Jmp if is_near_branch(k0) => Some(Uop {
-            imm: ins.near_branch_target(),
-            tmask: branch_mask(k0),
+            imm: target32(ins.near_branch_target(), branch_tm(k0))?,
+            tm: branch_tm(k0),
             ..Uop::new(jmp)
         }),
         M::Jmp if k0 == OpKind::Register => {
@@ -810,7 +932,7 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
             let size = if bits == 64 && rs == 4 { 8 } else { rs };
             Some(Uop {
                 s,
-                tmask: mask(u32::from(size)),
+                tm: size_tm(size),
                 size,
                 ..Uop::new(jmp_r)
             })
@@ -822,8 +944,8 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
                 _ => 8,
             };
             Some(Uop {
-                imm: ins.near_branch_target(),
-                tmask: branch_mask(k0),
+                imm: target32(ins.near_branch_target(), branch_tm(k0))?,
+                tm: branch_tm(k0),
                 size,
                 ..Uop::new(by_size!(call, size))
             })
@@ -833,7 +955,7 @@ fn compile_inner(ins: &Instruction, bits: u32) -> Option<Uop> {
             let size = if bits == 64 && rs == 4 { 8 } else { rs };
             Some(Uop {
                 s,
-                tmask: mask(u32::from(size)),
+                tm: size_tm(size),
                 size,
                 ..Uop::new(by_size!(call_r, size))
             })
@@ -869,20 +991,18 @@ impl Cpu {
     #[inline(always)]
     fn ea_of(&self, m: &Mem) -> u64 {
         match m.base {
-            BASE_RIP => return m.disp.wrapping_add(self.delta),
-            BASE_EIP => return m.disp.wrapping_add(self.delta) & 0xffff_ffff,
+            BASE_RIP => return m.disp().wrapping_add(self.delta),
+            BASE_EIP => return m.disp().wrapping_add(self.delta) & 0xffff_ffff,
             _ => {}
         }
-        let mut a = m.disp;
+        let mut a = m.disp();
         if m.base != NONE {
             a = a.wrapping_add(self.s.gpr[usize::from(m.base & 15)]);
         }
         if m.index != NONE {
-            a = a.wrapping_add(
-                self.s.gpr[usize::from(m.index & 15)].wrapping_mul(u64::from(m.scale)),
-            );
+            a = a.wrapping_add(self.s.gpr[usize::from(m.index & 15)] << m.scale_shift());
         }
-        a & mask(u32::from(m.asz))
+        a & mask(m.asz())
     }
 
     #[inline(always)]
@@ -993,7 +1113,7 @@ fn alu_rr<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
 #[inline]
 fn alu_ri<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     let a = c.g(u.d);
-    let r = alu_do::<OP, SZ>(c, a, u.imm);
+    let r = alu_do::<OP, SZ>(c, a, u.imm());
     if writes(OP) {
         c.setg::<SZ>(u.d, r);
     }
@@ -1019,7 +1139,7 @@ fn alu_mr<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
 
 #[inline]
 fn alu_mi<const OP: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
-    alu_mem::<OP, SZ>(c, &u.m, u.imm)
+    alu_mem::<OP, SZ>(c, &u.m, u.imm())
 }
 
 /// `op [mem], b`: read-only for CMP/TEST, else read-modify-write (the address is checked
@@ -1052,7 +1172,7 @@ fn mov_rr<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
 }
 
 fn mov_ri<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
-    c.setg::<SZ>(u.d, u.imm);
+    c.setg::<SZ>(u.d, u.imm());
     Ok(())
 }
 
@@ -1062,13 +1182,20 @@ fn mov_rm<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     Ok(())
 }
 
+/// MOV r64, imm64 with an immediate that is not a sign-extended 32-bit one.
+fn mov_ri64(c: &mut Cpu, u: &Uop) -> R<()> {
+    let v = u64::from(u.imm as u32) | (u64::from(u.m.disp as u32) << 32);
+    c.setg::<8>(u.d, v);
+    Ok(())
+}
+
 fn mov_mr<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     let v = c.g(u.s);
     c.fwrite(&u.m, usize::from(SZ), v)
 }
 
 fn mov_mi<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
-    c.fwrite(&u.m, usize::from(SZ), u.imm)
+    c.fwrite(&u.m, usize::from(SZ), u.imm())
 }
 
 /// MOVZX/MOVSX/MOVSXD: destination size in `size`, source size in `cc`.
@@ -1201,7 +1328,7 @@ fn shift_do<const KIND: u8, const SZ: u8>(c: &mut Cpu, d: u8, cnt: u32) {
 
 /// Shift or rotate by an immediate (non-zero after masking).
 fn shift_ri<const KIND: u8, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
-    shift_do::<KIND, SZ>(c, u.d, u.imm as u32);
+    shift_do::<KIND, SZ>(c, u.d, u.imm() as u32);
     Ok(())
 }
 
@@ -1255,7 +1382,7 @@ fn imul_do<const SZ: u8>(c: &mut Cpu, d: u8, x: u64, y: u64) {
 fn imul_r<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     let src = c.g(u.s);
     let (x, y) = if u.cc != 0 {
-        (src, u.imm)
+        (src, u.imm())
     } else {
         (c.g(u.d), src)
     };
@@ -1267,7 +1394,7 @@ fn imul_r<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
 fn imul_m<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     let src = c.fread(&u.m, usize::from(SZ))?;
     let (x, y) = if u.cc != 0 {
-        (src, u.imm)
+        (src, u.imm())
     } else {
         (c.g(u.d), src)
     };
@@ -1310,7 +1437,7 @@ fn push_r<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
 }
 
 fn push_i<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
-    c.push(u32::from(SZ), u.imm)
+    c.push(u32::from(SZ), u.imm())
 }
 
 fn pop_r<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
@@ -1324,14 +1451,14 @@ fn pop_r<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
 fn fused_branch(c: &mut Cpu, u: &Uop) -> R<()> {
     let at = c.s.rip;
     if c.lf.cond(u.cc) {
-        let t = u.t.wrapping_add(c.delta) & u.tmask;
+        let t = u.fused_target().wrapping_add(c.delta) & u.tmask();
         match c.canon(t) {
             Ok(t) => c.s.rip = t,
             // Leave RIP at the Jcc: it runs alone next and raises the #GP itself.
             Err(_) => return Ok(()),
         }
     } else {
-        c.s.rip = at.wrapping_add(u64::from(u.len2)) & c.ip_mask();
+        c.s.rip = at.wrapping_add(u64::from(u.len2())) & c.ip_mask();
     }
     c.retired_extra += 1;
     Ok(())
@@ -1369,26 +1496,26 @@ fn fused_incdec<const INC: bool, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
 
 fn jcc<const CC: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     if c.lf.cond(CC) {
-        let t = u.imm.wrapping_add(c.delta) & u.tmask;
+        let t = u.target().wrapping_add(c.delta) & u.tmask();
         c.s.rip = c.canon(t)?;
     }
     Ok(())
 }
 
 fn jmp(c: &mut Cpu, u: &Uop) -> R<()> {
-    let t = u.imm.wrapping_add(c.delta) & u.tmask;
+    let t = u.target().wrapping_add(c.delta) & u.tmask();
     c.s.rip = c.canon(t)?;
     Ok(())
 }
 
 fn jmp_r(c: &mut Cpu, u: &Uop) -> R<()> {
-    let t = c.g(u.s) & u.tmask;
+    let t = c.g(u.s) & u.tmask();
     c.s.rip = c.canon(t)?;
     Ok(())
 }
 
 fn call<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
-    let t = u.imm.wrapping_add(c.delta) & u.tmask;
+    let t = u.target().wrapping_add(c.delta) & u.tmask();
     let t = c.canon(t)?;
     // On entry RIP already holds the return address.
     let ret = c.s.rip;
@@ -1398,7 +1525,7 @@ fn call<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
 }
 
 fn call_r<const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
-    let t = c.g(u.s) & u.tmask;
+    let t = c.g(u.s) & u.tmask();
     let t = c.canon(t)?;
     // On entry RIP already holds the return address.
     let ret = c.s.rip;

@@ -129,7 +129,7 @@ pub(super) fn compile(ins: &Instruction, bits: u32) -> Option<Uop> {
             };
             Some(Uop {
                 d: d as u8,
-                imm: ins.immediate(1) & 0xff,
+                imm: (ins.immediate(1) & 0xff) as i32,
                 size: 1,
                 ..Uop::new(f)
             })
@@ -194,7 +194,11 @@ fn bt_compile(ins: &Instruction, bits: u32, size: u8) -> Option<Uop> {
     };
     let u = Uop {
         s,
-        imm: if imm { ins.immediate(1) & 0xff } else { 0 },
+        imm: if imm {
+            (ins.immediate(1) & 0xff) as i32
+        } else {
+            0
+        },
         size,
         ..Uop::SLOW
     };
@@ -368,7 +372,7 @@ fn bt_flags(c: &mut Cpu, cf: bool) {
 /// BT* on a register: the offset is taken modulo the operand width.
 fn bt_r<const KIND: u8, const IMM: bool, const SZ: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     let m = m_of::<SZ>();
-    let off = if IMM { u.imm } else { c.g(u.s) & m };
+    let off = if IMM { u.imm() } else { c.g(u.s) & m };
     let bit = off % (u64::from(SZ) * 8);
     let v = c.g(u.d) & m;
     if KIND != 0 {
@@ -384,7 +388,7 @@ fn bt_m<const KIND: u8, const IMM: bool, const SZ: u8>(c: &mut Cpu, u: &Uop) -> 
     let n = usize::from(SZ);
     let bits = i64::from(SZ) * 8;
     let (disp, bit) = if IMM {
-        (0, u.imm % bits as u64)
+        (0, u.imm() % bits as u64)
     } else {
         let so = super::sext(c.g(u.s) & m_of::<SZ>(), u32::from(SZ)) as i64;
         (
@@ -444,7 +448,7 @@ fn setcc_m(c: &mut Cpu, u: &Uop) -> R<()> {
 /// TEST/CMP of AH, CH, DH or BH (`d` = the full register's index) with an immediate.
 fn alu_hi_ri<const OP: u8>(c: &mut Cpu, u: &Uop) -> R<()> {
     let a = (c.g(u.d) >> 8) & 0xff;
-    super::alu_do::<OP, 1>(c, a, u.imm);
+    super::alu_do::<OP, 1>(c, a, u.imm());
     Ok(())
 }
 

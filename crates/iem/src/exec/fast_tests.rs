@@ -164,6 +164,15 @@ const SNIPPETS: &str = "
     cmp cl, 5
     test rax, rbx
     test ecx, 0x80000001
+    and ecx, 0xffff0000
+    cmp eax, -1
+    add ax, -2
+    mov dword ptr [r8 + 100], 0x80000000
+    lea eax, [ecx - 8]
+    lea rax, [ebx + ecx*8 - 0x10]
+    mov eax, dword ptr [r8d + 4]
+    mov rax, -0x80000000
+    mov rax, 0x80000000
     and rax, -16
     or ebx, ecx
     xor eax, eax
