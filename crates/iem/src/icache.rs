@@ -13,7 +13,7 @@ const MAX_BLOCK: usize = 64;
 const MAX_BLOCKS: usize = 1 << 16;
 /// Compiled instructions kept before the cache is emptied (the arena also holds the ops of
 /// blocks replaced in their slot, so it bounds memory separately).
-const MAX_OPS: usize = 1 << 20;
+const MAX_OPS: usize = 1 << 21;
 
 /// A multiplicative hasher for u64 keys (the default SipHash is needlessly slow here).
 #[derive(Default)]
@@ -102,6 +102,16 @@ pub(crate) fn fetch_ctx(tlb_epoch: u64, bits: u32, cpl: u8) -> u64 {
     (tlb_epoch << 10) | (u64::from(bits) << 2) | u64::from(cpl)
 }
 
+/// The fetch context of a link to code reached through a global translation: the TLB's
+/// global epoch in place of its epoch, marked so it never equals a [`fetch_ctx`].
+#[inline]
+pub(crate) fn global_fetch_ctx(tlb_gepoch: u64, bits: u32, cpl: u8) -> u64 {
+    fetch_ctx(tlb_gepoch, bits, cpl) | GLOBAL_CTX
+}
+
+/// The bit that tells a [`global_fetch_ctx`] from a [`fetch_ctx`].
+const GLOBAL_CTX: u64 = 1 << 9;
+
 /// The cache: blocks in a slab, found through a map from key to slot, so the execution loop
 /// looks a block up once and then works with its slot number.
 #[derive(Default)]
@@ -182,17 +192,23 @@ impl BlockCache {
         self.generation
     }
 
-    /// The successor of block `from` remembered for (`lin`, `ctx`), if its code is unchanged.
+    /// The successor of block `from` remembered for `lin`, if its code is unchanged.
     #[inline]
+    /// `ctx` and `gctx` are the current [`fetch_ctx`] and [`global_fetch_ctx`]: a link
+    /// made in either still holds.
     pub(crate) fn follow(
         &self,
         from: u32,
         lin: u64,
         ctx: u64,
+        gctx: u64,
         mem: &pgm::GuestMemory,
     ) -> Option<Target> {
         let b = self.blocks.get(from as usize)?;
-        let l = b.links.iter().find(|l| l.lin == lin && l.ctx == ctx)?;
+        let l = b
+            .links
+            .iter()
+            .find(|l| l.lin == lin && (l.ctx == ctx || l.ctx == gctx))?;
         // A block replaced in its slot (same key, rewritten code) has a newer generation
         // than the one the link recorded, so the link is stale (and so are the ops it
         // names: a replaced block's ops are new ones at another place in the arena).
@@ -240,6 +256,26 @@ impl BlockCache {
     /// Insert a block with its compiled instructions (replacing a stale block with the
     /// same key); returns its slot. `b.ops` is set here.
     pub(crate) fn insert(&mut self, k: u64, mut b: Block, ops: &[crate::exec::fast::Uop]) -> u32 {
+        // A stale block's code decoded again (the usual case of a replacement: the page
+        // was written, often without changing this code) takes the old block's place in
+        // the arena when it fits; stale links cannot reach it there, their generation
+        // check fails first.
+        if let Some(&slot) = self.map.get(&k) {
+            if let Some(old) = self.blocks.get_mut(slot as usize) {
+                if ops.len() <= old.ops.len as usize {
+                    let at = old.ops.at as usize;
+                    if let Some(dst) = self.ops.get_mut(at..at + ops.len()) {
+                        dst.copy_from_slice(ops);
+                        b.ops = Ops {
+                            at: at as u32,
+                            len: ops.len() as u32,
+                        };
+                        *old = b;
+                        return slot;
+                    }
+                }
+            }
+        }
         if self.ops.len() + ops.len() > MAX_OPS {
             self.clear();
         }
@@ -322,6 +358,9 @@ pub(crate) fn decode_block(
 mod tests {
     use super::*;
 
+    /// A global context no link of these tests has.
+    const NOG: u64 = (999 << 10) | GLOBAL_CTX;
+
     fn block(mem: &pgm::GuestMemory, page: u64) -> Block {
         Block {
             instrs: Vec::new(),
@@ -342,33 +381,33 @@ mod tests {
         let ctx = fetch_ctx(5, 64, 0);
         c.link(a, 0xffff_8000_0000_2000, ctx, b);
         assert_eq!(
-            c.follow(a, 0xffff_8000_0000_2000, ctx, &mem)
+            c.follow(a, 0xffff_8000_0000_2000, ctx, NOG, &mem)
                 .map(|t| t.slot),
             Some(b)
         );
         // Another TLB epoch, code size or CPL: no link.
         assert_eq!(
-            c.follow(a, 0xffff_8000_0000_2000, fetch_ctx(6, 64, 0), &mem),
+            c.follow(a, 0xffff_8000_0000_2000, fetch_ctx(6, 64, 0), NOG, &mem),
             None
         );
         assert_eq!(
-            c.follow(a, 0xffff_8000_0000_2000, fetch_ctx(5, 32, 0), &mem),
+            c.follow(a, 0xffff_8000_0000_2000, fetch_ctx(5, 32, 0), NOG, &mem),
             None
         );
         assert_eq!(
-            c.follow(a, 0xffff_8000_0000_2000, fetch_ctx(5, 64, 3), &mem),
+            c.follow(a, 0xffff_8000_0000_2000, fetch_ctx(5, 64, 3), NOG, &mem),
             None
         );
-        assert_eq!(c.follow(a, 0xffff_8000_0000_3000, ctx, &mem), None);
+        assert_eq!(c.follow(a, 0xffff_8000_0000_3000, ctx, NOG, &mem), None);
         // The target's code was written: the link is stale, also once the block is
         // decoded again into the same slot, until it is linked again.
         mem.backing_write(0x2010, &[0x90]).unwrap();
-        assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, &mem), None);
+        assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, NOG, &mem), None);
         assert_eq!(c.insert(key(0x2000, 64), block(&mem, 0x2000), &[]), b);
-        assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, &mem), None);
+        assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, NOG, &mem), None);
         c.link(a, 0xffff_8000_0000_2000, ctx, b);
         assert_eq!(
-            c.follow(a, 0xffff_8000_0000_2000, ctx, &mem)
+            c.follow(a, 0xffff_8000_0000_2000, ctx, NOG, &mem)
                 .map(|t| t.slot),
             Some(b)
         );
@@ -376,7 +415,7 @@ mod tests {
         let g = c.generation();
         c.clear();
         assert_ne!(c.generation(), g);
-        assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, &mem), None);
+        assert_eq!(c.follow(a, 0xffff_8000_0000_2000, ctx, NOG, &mem), None);
     }
 
     #[test]
@@ -392,5 +431,41 @@ mod tests {
         assert_eq!(s2, s);
         assert_eq!(c.len(), 1);
         assert_eq!(c.get(k, &mem), Some(s));
+    }
+
+    fn ops_at(ips: &[u16]) -> Vec<crate::exec::fast::Uop> {
+        ips.iter()
+            .map(|&ip| {
+                let mut u = crate::exec::fast::Uop::SLOW;
+                u.ip = ip;
+                u
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_block_decoded_again_reuses_its_ops_when_they_fit() {
+        let mem = pgm::GuestMemory::new(pgm::MemoryLayout::pc(16 << 20).unwrap()).unwrap();
+        let mut c = BlockCache::default();
+        let k = key(0x4000, 64);
+        let other = c.insert(key(0x5000, 64), block(&mem, 0x5000), &ops_at(&[9]));
+        let s = c.insert(k, block(&mem, 0x4000), &ops_at(&[1, 2, 3]));
+        let first = c.target(s).unwrap().ops;
+        let ips = |c: &BlockCache, o: Ops| c.ops(o).iter().map(|u| u.ip).collect::<Vec<_>>();
+        assert_eq!(ips(&c, first), [1, 2, 3]);
+        // Rewritten code, shorter: same place in the arena.
+        mem.backing_write(0x4000, &[0x90]).unwrap();
+        assert_eq!(c.get(k, &mem), None);
+        assert_eq!(c.insert(k, block(&mem, 0x4000), &ops_at(&[4, 5])), s);
+        let second = c.target(s).unwrap().ops;
+        assert_eq!(second.at, first.at);
+        assert_eq!(ips(&c, second), [4, 5]);
+        // Longer than the old one: appended, the other block's ops untouched.
+        mem.backing_write(0x4000, &[0x90]).unwrap();
+        assert_eq!(c.insert(k, block(&mem, 0x4000), &ops_at(&[6, 7, 8, 9])), s);
+        let third = c.target(s).unwrap().ops;
+        assert_ne!(third.at, first.at);
+        assert_eq!(ips(&c, third), [6, 7, 8, 9]);
+        assert_eq!(ips(&c, c.target(other).unwrap().ops), [9]);
     }
 }

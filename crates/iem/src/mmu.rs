@@ -77,6 +77,14 @@ pub(crate) struct Tlb {
     /// Bumped by every flush: translations remembered elsewhere (the links between decoded
     /// blocks) are valid only while it is unchanged.
     pub epoch: u64,
+    /// Bumped by the flushes that can drop a global translation remembered elsewhere: a
+    /// link to code reached through a global page (kernel text) stays valid while this is
+    /// unchanged, across the address-space switches that bump `epoch` (as a global TLB
+    /// entry survives them on hardware).
+    pub gepoch: u64,
+    /// Pages (by page number modulo 64) that global links were made to since `gepoch`
+    /// last changed: an INVLPG of any other page cannot invalidate one.
+    gmask: u64,
 }
 
 impl Tlb {
@@ -84,13 +92,26 @@ impl Tlb {
         Tlb {
             e: Box::new([EMPTY; TLB_N]),
             epoch: 0,
+            gepoch: 0,
+            gmask: 0,
         }
     }
 
     /// Drop every entry.
     pub(crate) fn flush_all(&mut self) {
         self.epoch = self.epoch.wrapping_add(1);
+        self.new_global_epoch();
         self.e.fill(EMPTY);
+    }
+
+    fn new_global_epoch(&mut self) {
+        self.gepoch = self.gepoch.wrapping_add(1);
+        self.gmask = 0;
+    }
+
+    /// Record that a link relies on the global translation of `lin` (see `gepoch`).
+    pub(crate) fn note_global_link(&mut self, lin: u64) {
+        self.gmask |= 1 << ((lin >> 12) % 64);
     }
 
     /// Drop non-global entries (CR3 write with CR4.PGE).
@@ -106,6 +127,9 @@ impl Tlb {
     /// Drop the entry for one linear address (INVLPG).
     pub(crate) fn flush_page(&mut self, lin: u64) {
         self.epoch = self.epoch.wrapping_add(1);
+        if self.gmask & (1 << ((lin >> 12) % 64)) != 0 {
+            self.new_global_epoch();
+        }
         let vpn = lin >> 12;
         let e = &mut self.e[(vpn as usize) % TLB_N];
         if e.tag == vpn {
@@ -649,11 +673,13 @@ impl Cpu {
 
     /// Fetch-translate the page of `lin` for execution: returns the backing offset of the
     /// byte, or None when it is MMIO.
-    pub(crate) fn fetch_xlate(&mut self, lin: u64) -> R<Option<u64>> {
+    /// Translate an instruction fetch: the backing offset (None for MMIO) and whether the
+    /// translation is global.
+    pub(crate) fn fetch_xlate(&mut self, lin: u64) -> R<Option<(u64, bool)>> {
         let u = self.user();
         let e = self.xlate(lin, Acc::Exec, u)?;
         // `then`, not `then_some`: the offset must not be computed for MMIO (u64::MAX).
-        Ok((e.rd != MMIO).then(|| e.rd + (lin & 0xfff)))
+        Ok((e.rd != MMIO).then(|| (e.rd + (lin & 0xfff), e.global())))
     }
 
     /// Flush the TLB for a CR3 load.
@@ -663,5 +689,31 @@ impl Cpu {
         } else {
             self.tlb.flush_all();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Tlb;
+
+    #[test]
+    fn the_global_epoch_moves_only_when_a_global_link_may_be_dropped() {
+        let mut t = Tlb::new();
+        let (e, g) = (t.epoch, t.gepoch);
+        // An address-space switch: every link but the global ones.
+        t.flush_nonglobal();
+        assert_ne!(t.epoch, e);
+        assert_eq!(t.gepoch, g);
+        // INVLPG of a page no global link relies on.
+        t.note_global_link(0xffff_ffff_8100_0000);
+        t.flush_page(0x7f00_0000_1000);
+        assert_eq!(t.gepoch, g);
+        // INVLPG of one that may be: global links go too.
+        t.flush_page(0xffff_ffff_8100_0123);
+        assert_ne!(t.gepoch, g);
+        // A full flush always.
+        let g = t.gepoch;
+        t.flush_all();
+        assert_ne!(t.gepoch, g);
     }
 }

@@ -52,6 +52,8 @@ pub struct IemVcpu {
     /// paging, CS, CPL) can have changed since the checks before it. (The fast CLI only
     /// clears IF, which cannot make an event deliverable, so it leaves a block clean.)
     clean: bool,
+    /// The last block lookup translated its fetch through a global page.
+    fetch_global: bool,
 }
 
 enum Flow {
@@ -78,6 +80,7 @@ impl IemVcpu {
             stats: Stats::default(),
             slice: SLICE_INSTRUCTIONS,
             clean: false,
+            fetch_global: false,
         }
     }
 
@@ -210,7 +213,10 @@ impl IemVcpu {
         let lin = c.s.cs.base.wrapping_add(c.s.rip);
         let lin = if c.long64() { lin } else { lin & 0xffff_ffff };
         let off = match c.fetch_xlate(lin) {
-            Ok(Some(o)) => o,
+            Ok(Some((o, global))) => {
+                self.fetch_global = global;
+                o
+            }
             Ok(None) => {
                 return Err(Flow::Exit(VmExit::Unhandled(format!(
                     "instruction fetch from MMIO at linear {lin:#x}"
@@ -249,7 +255,7 @@ impl IemVcpu {
             // pages are not touched (accessed bits, faults) unless code really crosses.
             let saved_cr2 = c.s.cr2;
             match c.fetch_xlate(next_lin) {
-                Ok(Some(n)) if c.mem.backing_read(n, &mut bytes[in_page..]).is_ok() => {
+                Ok(Some((n, _))) if c.mem.backing_read(n, &mut bytes[in_page..]).is_ok() => {
                     next = Some(n);
                     let (i2, s2, _) = icache::decode_block(c.bits, &bytes, in_page, ip);
                     instrs = i2;
@@ -522,7 +528,7 @@ impl Vcpu for IemVcpu {
         // The block run last (slot, cache generation): its links find the next one.
         let mut prev: Option<(u32, u64)> = None;
         self.clean = false;
-        let mut ctx = 0;
+        let (mut ctx, mut gctx) = (0, 0);
         loop {
             // A plain load first: an atomic swap on every block is measurably slow.
             if budget == 0
@@ -564,11 +570,12 @@ impl Vcpu for IemVcpu {
             let lin = if c.long64() { lin } else { lin & 0xffff_ffff };
             if !clean {
                 ctx = icache::fetch_ctx(c.tlb.epoch, c.bits, c.cpl());
+                gctx = icache::global_fetch_ctx(c.tlb.gepoch, c.bits, c.cpl());
             }
             debug_assert_eq!(ctx, icache::fetch_ctx(c.tlb.epoch, c.bits, c.cpl()));
             let cache_gen = self.cache.generation();
             let linked = match prev {
-                Some((p, g)) if g == cache_gen => self.cache.follow(p, lin, ctx, &c.mem),
+                Some((p, g)) if g == cache_gen => self.cache.follow(p, lin, ctx, gctx, &c.mem),
                 _ => None,
             };
             self.stats.blocks_run += 1;
@@ -576,13 +583,23 @@ impl Vcpu for IemVcpu {
                 Some(t) => t,
                 None => match self.lookup() {
                     Ok(k) => {
-                        // Only link when nothing changed the fetch context on the way.
-                        let c = &self.cpu;
+                        // Only link when nothing changed the fetch context on the way. Code
+                        // reached through a global page (on one page) is linked in the
+                        // global context, which address-space switches leave alone.
+                        let c = &mut self.cpu;
                         if let Some((p, g)) = prev {
                             if g == self.cache.generation()
                                 && ctx == icache::fetch_ctx(c.tlb.epoch, c.bits, c.cpl())
                             {
-                                self.cache.link(p, lin, ctx, k);
+                                let global = self.fetch_global
+                                    && self.cache.block(k).is_some_and(|b| b.page2.is_none());
+                                let link_ctx = if global {
+                                    c.tlb.note_global_link(lin);
+                                    gctx
+                                } else {
+                                    ctx
+                                };
+                                self.cache.link(p, lin, link_ctx, k);
                             }
                         }
                         match self.cache.target(k) {
