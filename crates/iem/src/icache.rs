@@ -11,6 +11,8 @@ use std::hash::{BuildHasherDefault, Hasher};
 const MAX_BLOCK: usize = 64;
 /// Blocks kept before the cache is emptied (bounds memory on guests that churn code).
 const MAX_BLOCKS: usize = 1 << 16;
+/// Entries of the jump cache (see [`BlockCache::jump_find`]).
+const JUMP_N: usize = 2048;
 /// Compiled instructions kept before the cache is emptied (the arena also holds the ops of
 /// blocks replaced in their slot, so it bounds memory separately).
 const MAX_OPS: usize = 1 << 21;
@@ -122,8 +124,19 @@ pub(crate) struct BlockCache {
     /// decoded: one allocation, and code that runs in sequence was usually decoded in
     /// sequence, so its ops share cache lines and the hardware prefetcher's streams.
     ops: Vec<crate::exec::fast::Uop>,
+    /// Recently looked-up blocks by linear address, direct-mapped: where a block's own
+    /// two links miss (a return to one of many callers, an indirect call), the target is
+    /// often still here, found without the fetch translation and the hash probe.
+    jump: Vec<Link>,
     /// Bumped when the cache is emptied (slot numbers are reused afterwards).
     generation: u64,
+}
+
+/// Jump-cache entry of a linear address (kernel code lives at addresses whose high bits
+/// are all the same, so the page-offset bits and the low page-number bits are mixed).
+#[inline]
+fn jump_slot(lin: u64) -> usize {
+    ((lin ^ (lin >> 11)) as usize) % JUMP_N
 }
 
 /// Cache key of a block.
@@ -209,9 +222,15 @@ impl BlockCache {
             .links
             .iter()
             .find(|l| l.lin == lin && (l.ctx == ctx || l.ctx == gctx))?;
+        self.check(l, mem)
+    }
+
+    /// The target of link `l` if its code is unchanged since it was made.
+    #[inline]
+    fn check(&self, l: &Link, mem: &pgm::GuestMemory) -> Option<Target> {
         // A block replaced in its slot (same key, rewritten code) has a newer generation
         // than the one the link recorded, so the link is stale (and so are the ops it
-        // names: a replaced block's ops are new ones at another place in the arena).
+        // names: a replaced block's ops are new ones, or new contents at the same place).
         if mem.code_page_generation(u64::from(l.to.page) << 12) != l.gen {
             return None;
         }
@@ -226,30 +245,63 @@ impl BlockCache {
         Some(l.to)
     }
 
+    /// The block the jump cache remembers at `lin` in context `ctx` or `gctx` (as for
+    /// [`BlockCache::follow`]), with the context it was remembered in.
+    #[inline]
+    pub(crate) fn jump_find(
+        &self,
+        lin: u64,
+        ctx: u64,
+        gctx: u64,
+        mem: &pgm::GuestMemory,
+    ) -> Option<(Target, u64)> {
+        let l = self.jump.get(jump_slot(lin))?;
+        if l.lin != lin || (l.ctx != ctx && l.ctx != gctx) {
+            return None;
+        }
+        Some((self.check(l, mem)?, l.ctx))
+    }
+
+    /// Remember in the jump cache that `lin` in context `ctx` is the block in `slot`.
+    pub(crate) fn jump_remember(&mut self, lin: u64, ctx: u64, slot: u32) {
+        let Some(l) = self.make_link(lin, ctx, slot) else {
+            return;
+        };
+        if self.jump.is_empty() {
+            self.jump = vec![NO_LINK; JUMP_N];
+        }
+        if let Some(e) = self.jump.get_mut(jump_slot(lin)) {
+            *e = l;
+        }
+    }
+
+    /// A link to the block in `to`, made now.
+    fn make_link(&self, lin: u64, ctx: u64, to: u32) -> Option<Link> {
+        let t = self.blocks.get(to as usize)?;
+        let page = u32::try_from(t.page >> 12).ok()?;
+        Some(Link {
+            lin,
+            ctx,
+            to: Target {
+                slot: to,
+                ops: t.ops,
+                page,
+            },
+            gen: t.gen,
+            page2: t.page2.is_some(),
+        })
+    }
+
     /// Remember that block `to` (at `lin` in context `ctx`) followed block `from`.
     #[inline]
     pub(crate) fn link(&mut self, from: u32, lin: u64, ctx: u64, to: u32) {
-        let Some(t) = self.blocks.get(to as usize) else {
+        let Some(l) = self.make_link(lin, ctx, to) else {
             return;
         };
-        let Ok(page) = u32::try_from(t.page >> 12) else {
-            return;
-        };
-        let (gen, page2, ops) = (t.gen, t.page2.is_some(), t.ops);
         if let Some(b) = self.blocks.get_mut(from as usize) {
             // Keep the most recent two successors.
             b.links[1] = b.links[0];
-            b.links[0] = Link {
-                lin,
-                ctx,
-                to: Target {
-                    slot: to,
-                    ops,
-                    page,
-                },
-                gen,
-                page2,
-            };
+            b.links[0] = l;
         }
     }
 
@@ -306,6 +358,7 @@ impl BlockCache {
         self.map.clear();
         self.blocks.clear();
         self.ops.clear();
+        self.jump.fill(NO_LINK);
         self.generation = self.generation.wrapping_add(1);
     }
 
@@ -467,5 +520,34 @@ mod tests {
         assert_ne!(third.at, first.at);
         assert_eq!(ips(&c, third), [6, 7, 8, 9]);
         assert_eq!(ips(&c, c.target(other).unwrap().ops), [9]);
+    }
+
+    #[test]
+    fn the_jump_cache_finds_a_block_until_its_code_or_context_changes() {
+        let mem = pgm::GuestMemory::new(pgm::MemoryLayout::pc(16 << 20).unwrap()).unwrap();
+        let mut c = BlockCache::default();
+        let b = c.insert(key(0x6000, 64), block(&mem, 0x6000), &ops_at(&[1]));
+        let lin = 0xffff_ffff_8100_6000;
+        let (ctx, gctx) = (fetch_ctx(3, 64, 0), global_fetch_ctx(2, 64, 0));
+        assert_eq!(c.jump_find(lin, ctx, gctx, &mem), None);
+        c.jump_remember(lin, gctx, b);
+        let found = c.jump_find(lin, ctx, gctx, &mem).map(|(t, x)| (t.slot, x));
+        assert_eq!(found, Some((b, gctx)));
+        // A new local epoch (an address-space switch) keeps a global entry...
+        assert!(c.jump_find(lin, fetch_ctx(4, 64, 0), gctx, &mem).is_some());
+        // ...but not a new global one, another address or a rewritten page.
+        assert_eq!(
+            c.jump_find(lin, ctx, global_fetch_ctx(5, 64, 0), &mem),
+            None
+        );
+        assert_eq!(c.jump_find(lin + 0x1000, ctx, gctx, &mem), None);
+        mem.backing_write(0x6008, &[0x90]).unwrap();
+        assert_eq!(c.jump_find(lin, ctx, gctx, &mem), None);
+        // Emptying the cache forgets it.
+        let b = c.insert(key(0x6000, 64), block(&mem, 0x6000), &ops_at(&[1]));
+        c.jump_remember(lin, ctx, b);
+        assert!(c.jump_find(lin, ctx, gctx, &mem).is_some());
+        c.clear();
+        assert_eq!(c.jump_find(lin, ctx, gctx, &mem), None);
     }
 }

@@ -34,8 +34,11 @@ pub struct Stats {
     /// Blocks executed.
     pub blocks_run: u64,
     /// Blocks found by translating the fetch address and looking the cache up, because the
-    /// previous block had no link to them (indirect branches, returns, first runs).
+    /// previous block had no link to them (indirect branches, returns, first runs) and
+    /// the jump cache did not know them either.
     pub lookups: u64,
+    /// Blocks found in the jump cache after the previous block's links missed.
+    pub jump_hits: u64,
 }
 
 /// A vCPU executed by the interpreter.
@@ -579,28 +582,42 @@ impl Vcpu for IemVcpu {
                 _ => None,
             };
             self.stats.blocks_run += 1;
-            let t = match linked {
-                Some(t) => t,
-                None => match self.lookup() {
+            let jumped = match linked {
+                Some(_) => None,
+                None => self.cache.jump_find(lin, ctx, gctx, &self.cpu.mem),
+            };
+            let t = match (linked, jumped) {
+                (Some(t), _) => t,
+                (None, Some((t, link_ctx))) => {
+                    self.stats.jump_hits += 1;
+                    if let Some((p, g)) = prev {
+                        if g == cache_gen {
+                            self.cache.link(p, lin, link_ctx, t.slot);
+                        }
+                    }
+                    t
+                }
+                (None, None) => match self.lookup() {
                     Ok(k) => {
                         // Only link when nothing changed the fetch context on the way. Code
                         // reached through a global page (on one page) is linked in the
                         // global context, which address-space switches leave alone.
                         let c = &mut self.cpu;
-                        if let Some((p, g)) = prev {
-                            if g == self.cache.generation()
-                                && ctx == icache::fetch_ctx(c.tlb.epoch, c.bits, c.cpl())
-                            {
-                                let global = self.fetch_global
-                                    && self.cache.block(k).is_some_and(|b| b.page2.is_none());
-                                let link_ctx = if global {
-                                    c.tlb.note_global_link(lin);
-                                    gctx
-                                } else {
-                                    ctx
-                                };
-                                self.cache.link(p, lin, link_ctx, k);
+                        if ctx == icache::fetch_ctx(c.tlb.epoch, c.bits, c.cpl()) {
+                            let global = self.fetch_global
+                                && self.cache.block(k).is_some_and(|b| b.page2.is_none());
+                            let link_ctx = if global {
+                                c.tlb.note_global_link(lin);
+                                gctx
+                            } else {
+                                ctx
+                            };
+                            if let Some((p, g)) = prev {
+                                if g == self.cache.generation() {
+                                    self.cache.link(p, lin, link_ctx, k);
+                                }
                             }
+                            self.cache.jump_remember(lin, link_ctx, k);
                         }
                         match self.cache.target(k) {
                             Some(t) => t,
@@ -692,6 +709,7 @@ impl Drop for IemVcpu {
             instructions = s.instructions,
             blocks_run = s.blocks_run,
             lookups = s.lookups,
+            jump_hits = s.jump_hits,
             blocks_decoded = s.blocks_decoded,
             events = s.events,
             cached_blocks = self.cache.len(),
