@@ -74,11 +74,7 @@ pub fn run_bench(args: &[String]) -> Result<()> {
     if Command::new("qemu-img").arg("--version").output().is_err() {
         bail!("qemu-img is not installed (apt-get install qemu-utils): nothing to compare against");
     }
-    eprintln!("building novabox (release)...");
-    run(Command::new(env!("CARGO"))
-        .args(["build", "--release", "-q", "-p", "novabox"])
-        .current_dir(crate::repo_root()))?;
-    let novabox = crate::target_dir().join("release").join("novabox");
+    let novabox = crate::release_novabox()?;
     let dir = std::env::temp_dir().join(format!("novabox-bench-media-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let src_raw = dir.join("src.raw");

@@ -50,6 +50,24 @@ pub(crate) struct Block {
     pub links: [Link; 2],
 }
 
+impl Block {
+    /// How to run this block, which sits in `slot`. (A page number past 32 bits, which no
+    /// backing reaches, is saturated; no link is made to such a block.)
+    fn target(&self, slot: u32) -> Target {
+        Target {
+            slot,
+            ops: self.ops,
+            page: u32::try_from(self.page >> 12).unwrap_or(u32::MAX),
+        }
+    }
+
+    /// The code on the page an instruction straddles into, if any, is unchanged.
+    fn second_page_unchanged(&self, mem: &pgm::GuestMemory) -> bool {
+        self.page2
+            .is_none_or(|(p, g)| mem.code_page_generation(p) == g)
+    }
+}
+
 /// A block's compiled instructions: `len` ops from index `at` of the op arena (one per
 /// decoded instruction, or one fewer when the last two are fused).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -151,15 +169,7 @@ impl BlockCache {
     pub(crate) fn get(&self, k: u64, mem: &pgm::GuestMemory) -> Option<u32> {
         let &slot = self.map.get(&k)?;
         let b = self.blocks.get(slot as usize)?;
-        if mem.code_page_generation(b.page) != b.gen {
-            return None;
-        }
-        if let Some((p, g)) = b.page2 {
-            if mem.code_page_generation(p) != g {
-                return None;
-            }
-        }
-        Some(slot)
+        (mem.code_page_generation(b.page) == b.gen && b.second_page_unchanged(mem)).then_some(slot)
     }
 
     /// The block in `slot` (as returned by [`BlockCache::get`] or [`BlockCache::insert`]).
@@ -171,12 +181,7 @@ impl BlockCache {
     /// How to run the block in `slot`.
     #[inline]
     pub(crate) fn target(&self, slot: u32) -> Option<Target> {
-        let b = self.blocks.get(slot as usize)?;
-        Some(Target {
-            slot,
-            ops: b.ops,
-            page: u32::try_from(b.page >> 12).unwrap_or(u32::MAX),
-        })
+        Some(self.blocks.get(slot as usize)?.target(slot))
     }
 
     /// The compiled instructions `o` names.
@@ -206,9 +211,9 @@ impl BlockCache {
     }
 
     /// The successor of block `from` remembered for `lin`, if its code is unchanged.
-    #[inline]
     /// `ctx` and `gctx` are the current [`fetch_ctx`] and [`global_fetch_ctx`]: a link
     /// made in either still holds.
+    #[inline]
     pub(crate) fn follow(
         &self,
         from: u32,
@@ -234,13 +239,13 @@ impl BlockCache {
         if mem.code_page_generation(u64::from(l.to.page) << 12) != l.gen {
             return None;
         }
-        if l.page2 {
-            let t = self.blocks.get(l.to.slot as usize)?;
-            if let Some((p, g)) = t.page2 {
-                if mem.code_page_generation(p) != g {
-                    return None;
-                }
-            }
+        if l.page2
+            && !self
+                .blocks
+                .get(l.to.slot as usize)?
+                .second_page_unchanged(mem)
+        {
+            return None;
         }
         Some(l.to)
     }
@@ -278,15 +283,12 @@ impl BlockCache {
     /// A link to the block in `to`, made now.
     fn make_link(&self, lin: u64, ctx: u64, to: u32) -> Option<Link> {
         let t = self.blocks.get(to as usize)?;
-        let page = u32::try_from(t.page >> 12).ok()?;
+        // No link to a block whose page number does not fit one (see `Block::target`).
+        u32::try_from(t.page >> 12).ok()?;
         Some(Link {
             lin,
             ctx,
-            to: Target {
-                slot: to,
-                ops: t.ops,
-                page,
-            },
+            to: t.target(to),
             gen: t.gen,
             page2: t.page2.is_some(),
         })
@@ -312,7 +314,8 @@ impl BlockCache {
         // was written, often without changing this code) takes the old block's place in
         // the arena when it fits; stale links cannot reach it there, their generation
         // check fails first.
-        if let Some(&slot) = self.map.get(&k) {
+        let mut existing = self.map.get(&k).copied();
+        if let Some(slot) = existing {
             if let Some(old) = self.blocks.get_mut(slot as usize) {
                 if ops.len() <= old.ops.len as usize {
                     let at = old.ops.at as usize;
@@ -330,13 +333,14 @@ impl BlockCache {
         }
         if self.ops.len() + ops.len() > MAX_OPS {
             self.clear();
+            existing = None;
         }
         b.ops = Ops {
             at: self.ops.len() as u32,
             len: ops.len() as u32,
         };
         self.ops.extend_from_slice(ops);
-        if let Some(&slot) = self.map.get(&k) {
+        if let Some(slot) = existing {
             if let Some(old) = self.blocks.get_mut(slot as usize) {
                 *old = b;
                 return slot;

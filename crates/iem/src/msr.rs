@@ -48,9 +48,15 @@ fn canonical(v: u64) -> bool {
 }
 
 impl Cpu {
-    /// IA32_SPEC_CTRL and IA32_PRED_CMD exist only when CPUID.7.0:EDX says so.
+    /// Whether CPUID.7.0:EDX has `bit`: the MSRs it announces exist only then, as on
+    /// hardware.
+    fn leaf7_edx_has(&self, bit: u32) -> bool {
+        sup::cpuid::lookup(&self.cpuid, 7, 0)[3] & bit != 0
+    }
+
+    /// IA32_SPEC_CTRL and IA32_PRED_CMD.
     fn has_spec_ctrl(&self) -> bool {
-        sup::cpuid::lookup(&self.cpuid, 7, 0)[3] & crate::cpuid::edx7::SPEC_CTRL != 0
+        self.leaf7_edx_has(crate::cpuid::edx7::SPEC_CTRL)
     }
 
     /// RDMSR.
@@ -63,11 +69,7 @@ impl Cpu {
             n::APIC_BASE => s.apic_base,
             n::MTRRCAP => 0x508, // 8 variable ranges, fixed ranges, write-combining
             // Present only when CPUID.7.0:EDX says so, as on hardware.
-            n::ARCH_CAPABILITIES
-                if sup::cpuid::lookup(&self.cpuid, 7, 0)[3]
-                    & crate::cpuid::edx7::ARCH_CAPABILITIES
-                    != 0 =>
-            {
+            n::ARCH_CAPABILITIES if self.leaf7_edx_has(crate::cpuid::edx7::ARCH_CAPABILITIES) => {
                 crate::cpuid::ARCH_CAPABILITIES
             }
             // IBRS is kept as written; it asks nothing of an interpreter, which predicts no
