@@ -7,7 +7,6 @@ use crate::disk::Disk;
 use crate::error::{MediaError, Result};
 use crate::layer::{Format, LayerInfo};
 use crate::medium::{Allocation, Medium};
-use crate::open::{open, OpenOptions};
 
 /// Copy buffer: large enough to amortise syscalls, small enough for the cache.
 const CHUNK: u64 = 4 << 20;
@@ -118,7 +117,11 @@ pub fn clone_medium(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<LayerInfo> {
     let size = src.size();
-    create(
+    // Write through the image `create` made, which holds the file and its lock from the
+    // start: closing it and opening it again would leave a window in which another
+    // process (one forked meanwhile, holding a copy of the descriptor until it execs)
+    // still has the lock, and the reopen would fail as "locked".
+    let made = create(
         dst,
         &CreateOptions {
             format,
@@ -128,14 +131,13 @@ pub fn clone_medium(
             uuid: None,
         },
     )?;
-    let mut out = open(
-        dst,
-        &OpenOptions {
-            writable: true,
-            format: Some(format),
-            ..OpenOptions::default()
-        },
-    )?;
+    if !made.writable() {
+        return Err(MediaError::InvalidArgument(format!(
+            "{}: the new image is not writable",
+            dst.display()
+        )));
+    }
+    let mut out = Medium::from_layers(vec![made], true)?;
     let files = out.info()[0].files.clone();
     // A raw image is its bytes, so its data can bypass the layer (and the page cache);
     // other formats place data through their block maps, so they go through `out`.

@@ -97,15 +97,21 @@ impl FileStorage {
         Self::from_file(file, path, !writable, lock)
     }
 
-    /// Create a new file; fails if it exists (never clobber a disk image).
+    /// Create a new file, locked exclusively; fails if it exists (never clobber a disk
+    /// image).
     pub fn create(path: &Path) -> Result<FileStorage> {
+        Self::create_with_lock(path, LockMode::Exclusive)
+    }
+
+    /// Create a new file with the given lock; fails if it exists.
+    pub fn create_with_lock(path: &Path, lock: LockMode) -> Result<FileStorage> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(path)
             .map_err(|e| MediaError::io(path, "create", e))?;
-        Self::from_file(file, path, false, LockMode::Exclusive)
+        Self::from_file(file, path, false, lock)
     }
 
     fn from_file(file: File, path: &Path, read_only: bool, lock: LockMode) -> Result<FileStorage> {

@@ -1,9 +1,5 @@
 //! `clone_medium` to raw, checked byte for byte (and with `qemu-img compare`) on sources
 //! that send pieces down both of its write paths.
-//!
-//! Its own test binary: the clone creates the target and then reopens it with an
-//! exclusive lock, and a process that another test thread spawns in that window holds
-//! the created file's descriptor (and so its lock) until it execs.
 
 mod common;
 

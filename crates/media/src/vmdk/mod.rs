@@ -253,12 +253,9 @@ impl VmdkLayer {
         }
         st.write_at(&hdr.to_bytes(), 0)?;
         st.sync_data()?;
-        drop(st);
-        Self::open(
-            Box::new(FileStorage::open(path, true, LockMode::Exclusive)?),
-            true,
-            true,
-        )
+        // Go on with the file (and the lock) `create` took: closing and reopening it
+        // would let a process forked meanwhile hold the lock (see `create_flat`).
+        Self::open(Box::new(st), true, true)
     }
 
     /// Create a monolithicFlat image: descriptor plus a preallocated `-flat` file.
@@ -278,19 +275,17 @@ impl VmdkLayer {
             file: flat_name,
             offset: 0,
         });
-        let mut flat = FileStorage::create(&flat_path)?;
+        // The extent is made without a lock and locked when the descriptor opens it: a
+        // process forked while it was open (holding a copy of the descriptor until it
+        // execs) would otherwise still hold its lock then, and the open would fail.
+        let mut flat = FileStorage::create_with_lock(&flat_path, LockMode::None)?;
         flat.preallocate(0, capacity * 512)?;
         flat.sync_data()?;
         drop(flat);
         let mut st = FileStorage::create(path)?;
         st.write_at(desc.render().as_bytes(), 0)?;
         st.sync_data()?;
-        drop(st);
-        Self::open(
-            Box::new(FileStorage::open(path, true, LockMode::Exclusive)?),
-            true,
-            true,
-        )
+        Self::open(Box::new(st), true, true)
     }
 
     fn find(&self, off: u64) -> usize {
