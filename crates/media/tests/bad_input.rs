@@ -2,6 +2,7 @@
 //! panic, and the damaged file is never written.
 
 mod common;
+use common::open_retrying;
 
 use std::path::{Path, PathBuf};
 
@@ -26,7 +27,7 @@ fn make(dir: &Path, name: &str, format: Format, size: u64, parent: Option<PathBu
 }
 
 fn fill(p: &Path, offsets: &[u64]) {
-    let mut m = media::open(p, &OpenOptions::read_write()).unwrap();
+    let mut m = open_retrying(p, &OpenOptions::read_write()).unwrap();
     for (i, &o) in offsets.iter().enumerate() {
         m.write_at(&vec![0x40 + i as u8; 8192], o).unwrap();
     }
@@ -43,7 +44,7 @@ fn patch(p: &Path, off: u64, bytes: &[u8]) {
 /// every byte of `file` as it was.
 fn expect_error(open_path: &Path, file: &Path, needle: &str, opts: OpenOptions) {
     let before = std::fs::read(file).unwrap();
-    let err = media::open(open_path, &opts)
+    let err = open_retrying(open_path, &opts)
         .err()
         .unwrap_or_else(|| panic!("{} opened", open_path.display()));
     let msg = err.to_string();
@@ -225,7 +226,7 @@ fn garbage_never_panics() {
 fn two_writers_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let p = make(dir.path(), "l.vdi", Format::Vdi, 4 * MIB, None);
-    let _first = media::open(&p, &rw()).unwrap();
+    let _first = open_retrying(&p, &rw()).unwrap();
     let e = media::open(&p, &rw()).unwrap_err();
     assert!(matches!(e, media::MediaError::Locked { .. }), "{e}");
     assert!(e.to_string().contains("l.vdi"));
@@ -236,7 +237,7 @@ fn base_of_open_child_cannot_be_written() {
     let dir = tempfile::tempdir().unwrap();
     let a = make(dir.path(), "a.vdi", Format::Vdi, 4 * MIB, None);
     let b = make(dir.path(), "b.vdi", Format::Vdi, 4 * MIB, Some(a.clone()));
-    let _vm = media::open(&b, &rw()).unwrap();
+    let _vm = open_retrying(&b, &rw()).unwrap();
     assert!(matches!(
         media::open(&a, &rw()).unwrap_err(),
         media::MediaError::Locked { .. }

@@ -25,7 +25,7 @@ fn create(p: &Path, format: Format, size: u64, parent: Option<&Path>) {
 
 /// Random writes through `img` (opened read-write), mirrored into `model`.
 fn scribble(img: &Path, model: &mut [u8], seed: u64, ops: usize) {
-    let mut m = media::open(img, &OpenOptions::read_write()).unwrap();
+    let mut m = open_retrying(img, &OpenOptions::read_write()).unwrap();
     let mut r = Rng(seed);
     for _ in 0..ops {
         let len = 1 + r.below(300_000) as usize;
@@ -119,7 +119,7 @@ fn discard_reads_zero_and_hides_parent() {
     scribble(&a, &mut model, 5, 30);
     create(&b, Format::Vdi, 0, Some(&a));
     {
-        let mut m = media::open(&b, &OpenOptions::read_write()).unwrap();
+        let mut m = open_retrying(&b, &OpenOptions::read_write()).unwrap();
         m.write_at(&[7u8; 4096], 2 * MIB).unwrap();
         // Whole blocks 1..=3: block 2 is stored in the child (punched), 1 and 3 come from
         // the parent (marked zero).
@@ -139,7 +139,7 @@ fn compact_and_resize_vdi_keep_content() {
     scribble(&p, &mut model, 9, 20);
     {
         // Zero two whole blocks so compaction has something to reclaim.
-        let mut m = media::open(&p, &OpenOptions::read_write()).unwrap();
+        let mut m = open_retrying(&p, &OpenOptions::read_write()).unwrap();
         m.write_at(&vec![0u8; 2 * MIB as usize], 4 * MIB).unwrap();
         m.flush().unwrap();
         model[4 * MIB as usize..6 * MIB as usize].fill(0);

@@ -108,7 +108,7 @@ fn qemu_stream_optimized_reads_identically_and_is_read_only() {
         ],
     );
     assert_same_as_raw(&img, &src);
-    let e = media::open(&img, &OpenOptions::read_write()).unwrap_err();
+    let e = open_retrying(&img, &OpenOptions::read_write()).unwrap_err();
     assert!(e.to_string().contains("read-only"), "{e}");
 }
 
@@ -218,7 +218,7 @@ fn novabox_written_passes_qemu(format: Format, fixed: bool, qfmt: &str, name: &s
     )
     .unwrap();
     let model = {
-        let mut m = media::open(&img, &OpenOptions::read_write()).unwrap();
+        let mut m = open_retrying(&img, &OpenOptions::read_write()).unwrap();
         random_workload(&mut m, size ^ 0x5eed, 60)
     };
     let expected = p(dir.path(), "expected.raw");
@@ -292,7 +292,7 @@ fn novabox_writes_into_qemu_made_images() {
         run("qemu-img", &args);
         scatter_qemu(fmt, &img, size);
         let model = {
-            let mut m = media::open(&img, &OpenOptions::read_write()).unwrap();
+            let mut m = open_retrying(&img, &OpenOptions::read_write()).unwrap();
             random_workload(&mut m, 99, 40)
         };
         let expected = p(dir.path(), "expected.raw");

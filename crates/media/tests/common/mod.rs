@@ -115,3 +115,20 @@ impl Rng {
         self.next() % n
     }
 }
+
+/// `media::open`, retried for a while as long as the image is reported locked. The tests
+/// of a binary run in parallel threads and spawn qemu-img and qemu-io: a spawned process
+/// holds copies of this process's descriptors from its fork until its exec, and with them
+/// the lock of an image another test closed just before, so a test's exclusive open can
+/// briefly find its own earlier (already closed) lock still held.
+pub fn open_retrying(path: &Path, opts: &media::OpenOptions) -> media::Result<media::Medium> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match media::open(path, opts) {
+            Err(media::MediaError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
