@@ -10,6 +10,7 @@ mod bench_vboxsf;
 mod console;
 mod demo;
 mod kit;
+mod pgo;
 mod test_cmd;
 
 fn main() -> anyhow::Result<()> {
@@ -26,7 +27,10 @@ fn main() -> anyhow::Result<()> {
         Some("bench-vboxsf") => bench_vboxsf::run(rest),
         Some("test") => test_cmd::run(rest),
         Some("demo") => demo::run(rest),
-        _ => anyhow::bail!("usage: cargo xtask <task> [args]; tasks: kit, test, demo, bench-exits"),
+        Some("pgo") => pgo::run(rest),
+        _ => anyhow::bail!(
+            "usage: cargo xtask <task> [args]; tasks: kit, test, demo, pgo, bench-exits"
+        ),
     }
 }
 
@@ -38,8 +42,9 @@ pub fn repo_root() -> std::path::PathBuf {
         .to_path_buf()
 }
 
-/// The novabox binary benchmarks run: `$NOVABOX_BIN` when set (to compare two builds in
-/// one sitting), else `cargo build --release -p novabox`'s, built now if needed.
+/// The novabox binary the demo and the benchmarks run: `$NOVABOX_BIN` when set (to compare
+/// two builds in one sitting), else the release build with the committed profile (see
+/// [`pgo`]), else `cargo build --release -p novabox`'s; built now if needed.
 pub fn release_novabox() -> anyhow::Result<std::path::PathBuf> {
     if let Some(p) = std::env::var_os("NOVABOX_BIN") {
         eprintln!(
@@ -47,6 +52,9 @@ pub fn release_novabox() -> anyhow::Result<std::path::PathBuf> {
             std::path::Path::new(&p).display()
         );
         return Ok(p.into());
+    }
+    if let Some(p) = pgo::build()? {
+        return Ok(p);
     }
     eprintln!("building novabox (release)...");
     let st = std::process::Command::new(env!("CARGO"))

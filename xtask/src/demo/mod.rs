@@ -114,8 +114,8 @@ pub fn run(args: &[String]) -> Result<()> {
         vbox.display(),
         dir.join("shared").display()
     );
-    let mut cmd = Command::new(&cargo);
-    cmd.args(["run", "--release", "-q", "-p", "novabox", "--", "run"])
+    let mut cmd = Command::new(crate::release_novabox()?);
+    cmd.arg("run")
         .arg(&vbox)
         .arg("--console")
         .arg("--bios")
