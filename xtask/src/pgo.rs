@@ -55,16 +55,10 @@ pub fn run(args: &[String]) -> Result<()> {
     std::fs::create_dir_all(&raw)?;
     eprintln!("pgo: [1/3] building an instrumented novabox...");
     let gen_target = crate::target_dir().join("pgo-gen");
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-q", "-p", "novabox"])
-        .env("CARGO_TARGET_DIR", &gen_target)
-        .env(
-            "RUSTFLAGS",
-            rustflags(&format!("-Cprofile-generate={}", raw.display())),
-        )
-        .current_dir(crate::repo_root())
-        .status()?;
-    if !st.success() {
+    if !build_novabox(
+        &gen_target,
+        &format!("-Cprofile-generate={}", raw.display()),
+    )? {
         bail!("building the instrumented novabox failed");
     }
     let bin = gen_target.join("release").join("novabox");
@@ -178,12 +172,20 @@ fn train(
     Ok(())
 }
 
-/// RUSTFLAGS with `flag` added to what the caller's environment sets.
-fn rustflags(flag: &str) -> String {
-    match std::env::var("RUSTFLAGS") {
+/// `cargo build --release -p novabox` into `target` with `flag` added to RUSTFLAGS;
+/// true when it succeeded.
+fn build_novabox(target: &Path, flag: &str) -> Result<bool> {
+    let flags = match std::env::var("RUSTFLAGS") {
         Ok(f) if !f.trim().is_empty() => format!("{f} {flag}"),
         _ => flag.to_string(),
-    }
+    };
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "--release", "-q", "-p", "novabox"])
+        .env("CARGO_TARGET_DIR", target)
+        .env("RUSTFLAGS", flags)
+        .current_dir(crate::repo_root())
+        .status()?;
+    Ok(st.success())
 }
 
 /// The toolchain's llvm-profdata (from rustup's llvm-tools component, installed when
@@ -239,16 +241,7 @@ pub fn build() -> Result<Option<PathBuf>> {
         std::fs::write(&profile, &data)?;
     }
     eprintln!("building novabox (release, with the profile {PROFILE})...");
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-q", "-p", "novabox"])
-        .env("CARGO_TARGET_DIR", &target)
-        .env(
-            "RUSTFLAGS",
-            rustflags(&format!("-Cprofile-use={}", profile.display())),
-        )
-        .current_dir(crate::repo_root())
-        .status()?;
-    if !st.success() {
+    if !build_novabox(&target, &format!("-Cprofile-use={}", profile.display()))? {
         eprintln!("warning: this toolchain could not build with {PROFILE}; building without it");
         return Ok(None);
     }
