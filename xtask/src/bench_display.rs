@@ -264,10 +264,22 @@ fn free_port() -> Result<u16> {
     bail!("no free port in 5910..5999")
 }
 
-/// Kills the child when dropped.
+/// Stops the child when dropped: asks with SIGINT first (novabox powers the VM off and
+/// exits normally, so its log and, in a profiling build, its profile are written; QEMU
+/// quits), and kills it if it is still there after a while.
 struct Running(Child);
 impl Drop for Running {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status();
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.0.kill();
         let _ = self.0.wait();
     }
@@ -420,8 +432,13 @@ fn measure(addr: SocketAddr, secs: u64) -> Result<Figures> {
 }
 
 fn run_novabox(bin: &Path, image: &Path, engine: &str, secs: u64) -> Result<Figures> {
+    run_novabox_with(Command::new(bin), image, engine, secs)
+}
+
+/// [`run_novabox`] with `cmd` (novabox, perhaps with environment set) as the VM.
+fn run_novabox_with(mut cmd: Command, image: &Path, engine: &str, secs: u64) -> Result<Figures> {
     let port = free_port()?;
-    let child = Command::new(bin)
+    let child = cmd
         .arg("run")
         .arg("--bios")
         .arg(image)
@@ -431,9 +448,22 @@ fn run_novabox(bin: &Path, image: &Path, engine: &str, secs: u64) -> Result<Figu
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
+        .with_context(|| format!("starting {cmd:?}"))?;
     let _guard = Running(child);
     measure(SocketAddr::from(([127, 0, 0, 1], port)), secs)
+}
+
+/// Profile training (see `crate::pgo`): `novabox` (a command with its profile output
+/// set) serves each scene to a VNC client for `secs` seconds.
+pub fn train(novabox: impl Fn() -> Command, dir: &Path, secs: u64) -> Result<()> {
+    for scene in [Scene::Scroll, Scene::Fill] {
+        let image = guest_image(dir, scene, 0)?;
+        let f = run_novabox_with(novabox(), &image, "interpreter", secs)?;
+        if f.fps <= 0.0 {
+            bail!("the VNC client saw no update of the {} scene", scene.name());
+        }
+    }
+    Ok(())
 }
 
 fn run_qemu(image: &Path, accel: &str, secs: u64) -> Result<Figures> {

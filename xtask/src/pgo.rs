@@ -2,7 +2,7 @@
 //!
 //! `cargo xtask pgo` builds an instrumented novabox, runs the kit guest through the paths
 //! users' machines spend their time in (a boot, disk I/O on AHCI and on IDE, a shared
-//! folder), and merges what the runs counted into `pgo/novabox.profdata.gz`, which is
+//! folder) and a desktop served over VNC, and merges what the runs counted into `pgo/novabox.profdata.gz`, which is
 //! committed. [`build`] (behind `cargo xtask demo` and every benchmark) compiles novabox
 //! with that profile: LLVM then lays the interpreter's hot paths out together and its cold
 //! ones aside, which matters because the interpreter is bound by instruction-cache misses
@@ -74,6 +74,13 @@ pub fn run(args: &[String]) -> Result<()> {
         train(&bin, &kernel, &initrd, &work, &raw, extra, cmdline)
             .with_context(|| format!("training run {what:?}"))?;
     }
+    eprintln!("pgo: [2/3] training run: the desktop over VNC (VBE drawing, ZRLE, CopyRect)...");
+    let novabox = || {
+        let mut c = Command::new(&bin);
+        c.env("LLVM_PROFILE_FILE", raw.join("novabox-%p.profraw"));
+        c
+    };
+    crate::bench_display::train(novabox, &work, 8).context("training run \"the desktop\"")?;
     eprintln!("pgo: [3/3] merging the counts...");
     let merged = work.join("novabox.profdata");
     let mut inputs: Vec<PathBuf> = std::fs::read_dir(&raw)?
