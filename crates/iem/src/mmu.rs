@@ -671,10 +671,8 @@ impl Cpu {
         self.write_lin(lin, size, v, false)
     }
 
-    /// Fetch-translate the page of `lin` for execution: returns the backing offset of the
-    /// byte, or None when it is MMIO.
-    /// Translate an instruction fetch: the backing offset (None for MMIO) and whether the
-    /// translation is global.
+    /// Translate an instruction fetch at `lin`: the backing offset of the byte (None when
+    /// it is MMIO) and whether the translation is global.
     pub(crate) fn fetch_xlate(&mut self, lin: u64) -> R<Option<(u64, bool)>> {
         let u = self.user();
         let e = self.xlate(lin, Acc::Exec, u)?;
