@@ -307,6 +307,17 @@ impl BlockCache {
         }
     }
 
+    /// [`BlockCache::link`] from the block run before (`prev`: its slot and the cache
+    /// generation then), unless the cache was emptied since (its slot is reused).
+    #[inline]
+    pub(crate) fn link_from(&mut self, prev: Option<(u32, u64)>, lin: u64, ctx: u64, to: u32) {
+        if let Some((from, g)) = prev {
+            if g == self.generation {
+                self.link(from, lin, ctx, to);
+            }
+        }
+    }
+
     /// Insert a block with its compiled instructions (replacing a stale block with the
     /// same key); returns its slot. `b.ops` is set here.
     pub(crate) fn insert(&mut self, k: u64, mut b: Block, ops: &[crate::exec::fast::Uop]) -> u32 {

@@ -590,11 +590,7 @@ impl Vcpu for IemVcpu {
                 (Some(t), _) => t,
                 (None, Some((t, link_ctx))) => {
                     self.stats.jump_hits += 1;
-                    if let Some((p, g)) = prev {
-                        if g == cache_gen {
-                            self.cache.link(p, lin, link_ctx, t.slot);
-                        }
-                    }
+                    self.cache.link_from(prev, lin, link_ctx, t.slot);
                     t
                 }
                 (None, None) => match self.lookup() {
@@ -612,11 +608,7 @@ impl Vcpu for IemVcpu {
                             } else {
                                 ctx
                             };
-                            if let Some((p, g)) = prev {
-                                if g == self.cache.generation() {
-                                    self.cache.link(p, lin, link_ctx, k);
-                                }
-                            }
+                            self.cache.link_from(prev, lin, link_ctx, k);
                             self.cache.jump_remember(lin, link_ctx, k);
                         }
                         match self.cache.target(k) {
