@@ -91,19 +91,7 @@ fn clones_to_raw_are_byte_identical() {
             .unwrap();
             let name = format!("clone of {} (fixed {fixed})", src.display());
             assert_eq!(last, (size, size), "{name}: progress ends at 100 %");
-            let (ok, out) = try_run(
-                "qemu-img",
-                &[
-                    "compare",
-                    "-f",
-                    "raw",
-                    "-F",
-                    "raw",
-                    clone.to_str().unwrap(),
-                    expected.to_str().unwrap(),
-                ],
-            );
-            assert!(ok, "qemu-img compare {name}: {out}");
+            assert_qemu_same("raw", &clone, expected, &name);
             assert!(
                 std::fs::read(&clone).unwrap() == std::fs::read(expected).unwrap(),
                 "{name} differs"

@@ -132,3 +132,21 @@ pub fn open_retrying(path: &Path, opts: &media::OpenOptions) -> media::Result<me
         }
     }
 }
+
+/// `qemu-img compare` says image `img` (format `fmt`, as qemu names it) holds the bytes of
+/// the raw file `raw`; `name` says which image in the failure message.
+pub fn assert_qemu_same(fmt: &str, img: &Path, raw: &Path, name: &str) {
+    let (ok, out) = try_run(
+        "qemu-img",
+        &[
+            "compare",
+            "-f",
+            fmt,
+            "-F",
+            "raw",
+            img.to_str().unwrap(),
+            raw.to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "qemu-img compare {name}: {out}");
+}
