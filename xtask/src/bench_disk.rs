@@ -13,9 +13,9 @@
 //! 1 MiB blocks + fdatasync, sequential read of it back, and 4 KiB random reads inside it
 //! for a fixed time. The figures are the guest's own clock_gettime timings of each phase
 //! (boot excluded; the I/O calls only: making the write pattern and checking what is read
-//! run untimed between them, as they measure the guest CPU, not the disk); the host's wall clock between the guest's phase markers is printed as
-//! a cross-check. Medians of `--runs` runs; ratios are novabox / QEMU (above 1 = novabox
-//! faster).
+//! run untimed between them, as they measure the guest CPU, not the disk); the host's
+//! wall clock between the guest's phase markers is printed as a cross-check. Medians of
+//! `--runs` runs; ratios are novabox / QEMU (above 1 = novabox faster).
 
 use std::path::Path;
 use std::process::Command;

@@ -57,14 +57,27 @@ pub fn release_novabox() -> anyhow::Result<std::path::PathBuf> {
         return Ok(p);
     }
     eprintln!("building novabox (release)...");
-    let st = std::process::Command::new(env!("CARGO"))
-        .args(["build", "--release", "-q", "-p", "novabox"])
-        .current_dir(repo_root())
-        .status()?;
-    if !st.success() {
+    if !build_novabox(&target_dir(), None)? {
         anyhow::bail!("cargo build --release -p novabox failed");
     }
     Ok(target_dir().join("release").join("novabox"))
+}
+
+/// `cargo build --release -p novabox` into `target`, with `rustflag` added to the
+/// caller's RUSTFLAGS when given; true when it succeeded.
+pub fn build_novabox(target: &std::path::Path, rustflag: Option<&str>) -> anyhow::Result<bool> {
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.args(["build", "--release", "-q", "-p", "novabox"])
+        .env("CARGO_TARGET_DIR", target)
+        .current_dir(repo_root());
+    if let Some(flag) = rustflag {
+        let flags = match std::env::var("RUSTFLAGS") {
+            Ok(f) if !f.trim().is_empty() => format!("{f} {flag}"),
+            _ => flag.to_string(),
+        };
+        cmd.env("RUSTFLAGS", flags);
+    }
+    Ok(cmd.status()?.success())
 }
 
 /// Where cargo builds (CARGO_TARGET_DIR, else target/ in the repository).

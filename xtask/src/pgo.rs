@@ -51,35 +51,33 @@ pub fn run(args: &[String]) -> Result<()> {
     let (kernel, initrd) = crate::bench_boot::kit_files()?;
     let work = crate::target_dir().join("pgo-train");
     let raw = work.join("profraw");
-    let _ = std::fs::remove_dir_all(&raw);
-    std::fs::create_dir_all(&raw)?;
     eprintln!("pgo: [1/3] building an instrumented novabox...");
     let gen_target = crate::target_dir().join("pgo-gen");
-    if !build_novabox(
-        &gen_target,
-        &format!("-Cprofile-generate={}", raw.display()),
-    )? {
+    let flag = format!("-Cprofile-generate={}", raw.display());
+    if !crate::build_novabox(&gen_target, Some(&flag))? {
         bail!("building the instrumented novabox failed");
     }
     let bin = gen_target.join("release").join("novabox");
-    // Build scripts ran instrumented too: only the training runs' counts are wanted.
-    std::fs::remove_dir_all(&raw)?;
+    // Build scripts ran instrumented too (and earlier runs may have left counts): only
+    // the training runs' counts are wanted.
+    let _ = std::fs::remove_dir_all(&raw);
     std::fs::create_dir_all(&raw)?;
+    // Every training process writes its counts into `raw`.
+    let novabox = || {
+        let mut c = Command::new(&bin);
+        c.env("LLVM_PROFILE_FILE", raw.join("novabox-%p.profraw"));
+        c
+    };
     for (i, (what, extra, cmdline)) in TRAINING.iter().enumerate() {
         eprintln!(
             "pgo: [2/3] training run {}/{}: {what}...",
             i + 1,
             TRAINING.len()
         );
-        train(&bin, &kernel, &initrd, &work, &raw, extra, cmdline)
+        train(&novabox, &kernel, &initrd, &work, extra, cmdline)
             .with_context(|| format!("training run {what:?}"))?;
     }
     eprintln!("pgo: [2/3] training run: the desktop over VNC (VBE drawing, ZRLE, CopyRect)...");
-    let novabox = || {
-        let mut c = Command::new(&bin);
-        c.env("LLVM_PROFILE_FILE", raw.join("novabox-%p.profraw"));
-        c
-    };
     crate::bench_display::train(novabox, &work, 8).context("training run \"the desktop\"")?;
     eprintln!("pgo: [3/3] merging the counts...");
     let merged = work.join("novabox.profdata");
@@ -116,13 +114,13 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// One training boot of the kit guest, with its profile written into `raw`.
+/// One training boot of the kit guest; `novabox` makes the instrumented novabox's
+/// command (with its profile output set).
 fn train(
-    bin: &Path,
+    novabox: &dyn Fn() -> Command,
     kernel: &Path,
     initrd: &Path,
     work: &Path,
-    raw: &Path,
     extra: &[&str],
     cmdline: &str,
 ) -> Result<()> {
@@ -131,18 +129,17 @@ fn train(
     let _ = std::fs::remove_file(&disk);
     let _ = std::fs::remove_dir_all(&share);
     std::fs::create_dir_all(&share)?;
-    let st = Command::new(bin)
+    let st = novabox()
         .args(["createmedium", "disk", "--filename"])
         .arg(&disk)
         .args(["--size", "256", "--format", "VDI"])
-        .env("LLVM_PROFILE_FILE", raw.join("novabox-%p.profraw"))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .status()?;
     if !st.success() {
         bail!("createmedium failed");
     }
-    let mut cmd = Command::new(bin);
+    let mut cmd = novabox();
     cmd.arg("run")
         .arg("--kernel")
         .arg(kernel)
@@ -156,8 +153,7 @@ fn train(
         );
     }
     cmd.arg("--cmdline")
-        .arg(format!("console=ttyS0 quiet panic=-1 {cmdline}"))
-        .env("LLVM_PROFILE_FILE", raw.join("novabox-%p.profraw"));
+        .arg(format!("console=ttyS0 quiet panic=-1 {cmdline}"));
     let vm = crate::console::Console::spawn("pgo", cmd, |l: &str| {
         l.contains("NOVABOX-TEST") || l.contains("FAIL")
     })?;
@@ -177,22 +173,6 @@ fn train(
         bail!("the guest did not report success");
     }
     Ok(())
-}
-
-/// `cargo build --release -p novabox` into `target` with `flag` added to RUSTFLAGS;
-/// true when it succeeded.
-fn build_novabox(target: &Path, flag: &str) -> Result<bool> {
-    let flags = match std::env::var("RUSTFLAGS") {
-        Ok(f) if !f.trim().is_empty() => format!("{f} {flag}"),
-        _ => flag.to_string(),
-    };
-    let st = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-q", "-p", "novabox"])
-        .env("CARGO_TARGET_DIR", target)
-        .env("RUSTFLAGS", flags)
-        .current_dir(crate::repo_root())
-        .status()?;
-    Ok(st.success())
 }
 
 /// The toolchain's llvm-profdata (from rustup's llvm-tools component, installed when
@@ -248,7 +228,8 @@ pub fn build() -> Result<Option<PathBuf>> {
         std::fs::write(&profile, &data)?;
     }
     eprintln!("building novabox (release, with the profile {PROFILE})...");
-    if !build_novabox(&target, &format!("-Cprofile-use={}", profile.display()))? {
+    let flag = format!("-Cprofile-use={}", profile.display());
+    if !crate::build_novabox(&target, Some(&flag))? {
         eprintln!("warning: this toolchain could not build with {PROFILE}; building without it");
         return Ok(None);
     }
