@@ -115,6 +115,7 @@ pub fn guest_table(base: &[CpuidEntry], apic_id: u32, policy: &CpuidPolicy) -> V
             _ => {}
         }
     }
+    put_tsc_leaf(&mut t, policy);
     match policy.provider {
         ParavirtProvider::None => {}
         ParavirtProvider::Minimal => {
@@ -142,6 +143,47 @@ pub fn guest_table(base: &[CpuidEntry], apic_id: u32, policy: &CpuidPolicy) -> V
         }
     }
     t
+}
+
+/// Leaf 15h, the TSC's ratio to the core crystal clock (which on Intel CPUs also drives
+/// the local APIC timer) and the crystal's frequency, when the engine knows the TSC and
+/// APIC timer frequencies and the base table has no leaf 15h of its own (KVM passes the
+/// host's). Linux then takes both frequencies as given. Otherwise it calibrates them against
+/// the PIT and the ACPI timer, which goes wrong on an interpreter: each port read is an exit.
+fn put_tsc_leaf(t: &mut Vec<CpuidEntry>, policy: &CpuidPolicy) {
+    let (tsc, apic) = (policy.tsc_khz, policy.apic_khz);
+    if tsc == 0 || apic == 0 || t.iter().any(|e| e.function == 0x15) {
+        return;
+    }
+    let Some(crystal_hz) = apic.checked_mul(1000) else {
+        return;
+    };
+    // Linux multiplies the crystal's kHz by the numerator in 32 bits: keep the ratio small.
+    let g = gcd(tsc, apic);
+    let (num, den) = (tsc / g, apic / g);
+    if u64::from(apic) * u64::from(num) > u64::from(u32::MAX) {
+        return;
+    }
+    put(
+        t,
+        CpuidEntry {
+            function: 0x15,
+            eax: den,
+            ebx: num,
+            ecx: crystal_hz,
+            ..Default::default()
+        },
+    );
+    if let Some(l0) = t.iter_mut().find(|e| e.function == 0) {
+        l0.eax = l0.eax.max(0x15);
+    }
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
 }
 
 #[cfg(test)]
@@ -188,6 +230,42 @@ mod tests {
         }
         assert_eq!(&sig, b"VBoxVBoxVBox");
         assert_eq!(sup::cpuid::lookup(&t, 0x4000_0010, 0)[0], 2_000_000);
+    }
+
+    #[test]
+    fn tsc_leaf_gives_the_engine_frequencies_in_linux_terms() {
+        let mut b = base();
+        b.push(CpuidEntry {
+            function: 0,
+            eax: 7,
+            ..Default::default()
+        });
+        let p = |tsc_khz| CpuidPolicy {
+            cpu_count: 1,
+            provider: ParavirtProvider::Minimal,
+            tsc_khz,
+            apic_khz: 1_000_000,
+        };
+        let t = guest_table(&b, 0, &p(2_500_000));
+        assert_eq!(sup::cpuid::lookup(&t, 0, 0)[0], 0x15, "leaf 15h reachable");
+        let [den, num, hz, _] = sup::cpuid::lookup(&t, 0x15, 0);
+        assert_eq!((den, num, hz), (2, 5, 1_000_000_000));
+        // What Linux's native_calibrate_tsc computes, in its 32-bit arithmetic.
+        let khz = (hz / 1000).checked_mul(num).unwrap() / den;
+        assert_eq!(khz, 2_500_000);
+        // Unknown TSC frequency (KVM): no leaf, and a host leaf 15h is kept.
+        let t = guest_table(&b, 0, &p(0));
+        assert_eq!(sup::cpuid::lookup(&t, 0x15, 0), [0; 4]);
+        assert_eq!(sup::cpuid::lookup(&t, 0, 0)[0], 7);
+        b.push(CpuidEntry {
+            function: 0x15,
+            eax: 2,
+            ebx: 176,
+            ecx: 24_000_000,
+            ..Default::default()
+        });
+        let t = guest_table(&b, 0, &p(1_000_000));
+        assert_eq!(sup::cpuid::lookup(&t, 0x15, 0), [2, 176, 24_000_000, 0]);
     }
 
     #[test]

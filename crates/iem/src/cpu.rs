@@ -124,6 +124,8 @@ pub(crate) struct PendingIn {
 pub(crate) struct TscClock {
     pub hz: u64,
     pub offset: u64,
+    /// IA32_TSC_ADJUST: what the guest has added to the TSC by writing it (SDM 17.17.3).
+    pub adjust: u64,
 }
 
 /// The vCPU the interpreter executes.
@@ -220,6 +222,7 @@ impl Cpu {
             tsc: TscClock {
                 hz: crate::DEFAULT_TSC_HZ,
                 offset: 0,
+                adjust: 0,
             },
             epoch: std::time::Instant::now(),
             pending_irq: None,
@@ -379,11 +382,26 @@ impl Cpu {
         self.tsc.offset.wrapping_add(ticks as u64)
     }
 
-    /// Make the TSC read `value` now.
+    /// Make the TSC read `value` now (the VMM's write: IA32_TSC_ADJUST stays, as KVM
+    /// keeps it on host-initiated writes).
     pub(crate) fn set_tsc(&mut self, value: u64) {
         self.tsc.offset = 0;
         let now = self.read_tsc();
         self.tsc.offset = value.wrapping_sub(now);
+    }
+
+    /// The guest's WRMSR to the TSC: IA32_TSC_ADJUST moves by as much as the TSC.
+    pub(crate) fn write_tsc_msr(&mut self, value: u64) {
+        let delta = value.wrapping_sub(self.read_tsc());
+        self.tsc.adjust = self.tsc.adjust.wrapping_add(delta);
+        self.tsc.offset = self.tsc.offset.wrapping_add(delta);
+    }
+
+    /// Write IA32_TSC_ADJUST: the TSC moves by the difference to the old value.
+    pub(crate) fn set_tsc_adjust(&mut self, value: u64) {
+        let delta = value.wrapping_sub(self.tsc.adjust);
+        self.tsc.offset = self.tsc.offset.wrapping_add(delta);
+        self.tsc.adjust = value;
     }
 
     /// Stack pointer width in bytes (SS.B / 64-bit mode).

@@ -15,6 +15,8 @@ pub struct Features {
     pub leaf7_ebx: u32,
     /// CPUID.7.0:EDX.
     pub leaf7_edx: u32,
+    /// CPUID.7.2:EDX.
+    pub leaf7_2_edx: u32,
     /// CPUID.80000001h:ECX.
     pub ext1_ecx: u32,
     /// CPUID.80000001h:EDX.
@@ -50,6 +52,20 @@ pub mod ecx1 {
     pub const CX16: u32 = 1 << 13;
     pub const POPCNT: u32 = 1 << 23;
     pub const HYPERVISOR: u32 = 1 << 31;
+}
+
+/// CPUID.7.0:EBX bits.
+pub mod ebx7 {
+    #![allow(missing_docs)]
+    /// The IA32_TSC_ADJUST MSR.
+    pub const TSC_ADJUST: u32 = 1 << 1;
+}
+
+/// CPUID.7.2:EDX bits.
+pub mod edx7_2 {
+    #![allow(missing_docs)]
+    /// IA32_SPEC_CTRL.BHI_DIS_S.
+    pub const BHI_CTRL: u32 = 1 << 4;
 }
 
 /// CPUID.7.0:EDX bits.
@@ -121,8 +137,19 @@ pub fn supported_features() -> Features {
             | FXSR
             | SSE
             | SSE2,
-        leaf7_ebx: 0,
+        // TSC_ADJUST: with an invariant TSC it tells Linux the TSC is trustworthy, so it
+        // keeps the TSC as its clocksource without a watchdog. Otherwise the watchdog
+        // compares it against the timer tick (jiffies) early in boot. Ticks that come late
+        // while the host is busy are coalesced, so jiffies fall behind. Linux then marks
+        // the TSC (host time, the best clock there is here) unstable and reads the ACPI PM
+        // timer, a port exit per clock read, for the rest of its life.
+        leaf7_ebx: ebx7::TSC_ADJUST,
         leaf7_edx: edx7::SPEC_CTRL | edx7::ARCH_CAPABILITIES,
+        // BHI_CTRL: Linux assumes branch history injection on every eIBRS or virtualised
+        // CPU (BHI_NO notwithstanding, since 2025) and clears the history with a loop of
+        // about 100 instructions on every system call, unless it can set BHI_DIS_S, which
+        // an interpreter honours trivially (it predicts no branch).
+        leaf7_2_edx: edx7_2::BHI_CTRL,
         ext1_ecx: ext1::LAHF_LM,
         ext1_edx: ext1::SYSCALL | ext1::NX | ext1::RDTSCP | ext1::LM,
     }
@@ -167,8 +194,17 @@ pub fn default_table() -> Vec<CpuidEntry> {
             function: 7,
             index: 0,
             indexed: true,
+            // Highest subleaf.
+            eax: 2,
             ebx: f.leaf7_ebx,
             edx: f.leaf7_edx,
+            ..CpuidEntry::default()
+        },
+        CpuidEntry {
+            function: 7,
+            index: 2,
+            indexed: true,
+            edx: f.leaf7_2_edx,
             ..CpuidEntry::default()
         },
         e(0x8000_0000, 0x8000_0008, 0, 0, 0),

@@ -9,6 +9,7 @@ pub(crate) mod n {
     pub const PLATFORM_ID: u32 = 0x17;
     pub const APIC_BASE: u32 = 0x1b;
     pub const FEATURE_CONTROL: u32 = 0x3a;
+    pub const TSC_ADJUST: u32 = 0x3b;
     pub const SPEC_CTRL: u32 = 0x48;
     pub const PRED_CMD: u32 = 0x49;
     pub const BIOS_SIGN_ID: u32 = 0x8b;
@@ -38,8 +39,11 @@ fn is_mtrr(m: u32) -> bool {
     matches!(m, 0x200..=0x20f | 0x250 | 0x258 | 0x259 | 0x268..=0x26f | n::MTRR_DEF_TYPE)
 }
 
-/// IA32_SPEC_CTRL bits a guest may set: IBRS only (STIBP and SSBD are not advertised).
+/// IA32_SPEC_CTRL bits a guest may set: IBRS, and BHI_DIS_S when CPUID.7.2:EDX says
+/// BHI_CTRL (STIBP and SSBD are not advertised).
 const SPEC_CTRL_IBRS: u64 = 1;
+/// IA32_SPEC_CTRL.BHI_DIS_S: no branch history across privilege levels.
+const SPEC_CTRL_BHI_DIS_S: u64 = 1 << 10;
 /// IA32_PRED_CMD's only command: IBPB.
 const PRED_CMD_IBPB: u64 = 1;
 
@@ -59,11 +63,23 @@ impl Cpu {
         self.leaf7_edx_has(crate::cpuid::edx7::SPEC_CTRL)
     }
 
+    /// The IA32_SPEC_CTRL bits CPUID advertises.
+    fn spec_ctrl_bits(&self) -> u64 {
+        let bhi = sup::cpuid::lookup(&self.cpuid, 7, 2)[3] & crate::cpuid::edx7_2::BHI_CTRL != 0;
+        SPEC_CTRL_IBRS | if bhi { SPEC_CTRL_BHI_DIS_S } else { 0 }
+    }
+
+    /// IA32_TSC_ADJUST.
+    fn has_tsc_adjust(&self) -> bool {
+        sup::cpuid::lookup(&self.cpuid, 7, 0)[1] & crate::cpuid::ebx7::TSC_ADJUST != 0
+    }
+
     /// RDMSR.
     pub(crate) fn rdmsr(&mut self, m: u32) -> R<u64> {
         let s = &self.s;
         Ok(match m {
             n::TSC => self.read_tsc(),
+            n::TSC_ADJUST if self.has_tsc_adjust() => self.tsc.adjust,
             n::PLATFORM_ID | n::FEATURE_CONTROL | n::MCG_CAP | n::MCG_STATUS | n::DEBUGCTL => 0,
             n::BIOS_SIGN_ID => *self.msrs.get(&m).unwrap_or(&0),
             n::APIC_BASE => s.apic_base,
@@ -97,12 +113,13 @@ impl Cpu {
     /// WRMSR.
     pub(crate) fn wrmsr(&mut self, m: u32, v: u64) -> R<()> {
         match m {
-            n::TSC => self.set_tsc(v),
+            n::TSC => self.write_tsc_msr(v),
+            n::TSC_ADJUST if self.has_tsc_adjust() => self.set_tsc_adjust(v),
             n::BIOS_SIGN_ID => {
                 self.msrs.insert(m, v);
             }
             n::DEBUGCTL | n::MCG_STATUS => {}
-            n::SPEC_CTRL if self.has_spec_ctrl() && v & !SPEC_CTRL_IBRS == 0 => {
+            n::SPEC_CTRL if self.has_spec_ctrl() && v & !self.spec_ctrl_bits() == 0 => {
                 self.msrs.insert(m, v);
             }
             // An indirect-branch prediction barrier: nothing to flush here.
@@ -209,5 +226,40 @@ mod tests {
         }
         assert!(c.rdmsr(n::SPEC_CTRL).is_err(), "#GP when CPUID hides it");
         assert!(c.wrmsr(n::PRED_CMD, 1).is_err());
+    }
+
+    #[test]
+    fn tsc_adjust_and_tsc_writes_move_each_other() {
+        let mut c = cpu();
+        assert_eq!(c.rdmsr(n::TSC_ADJUST).ok(), Some(0));
+        let t0 = c.read_tsc();
+        // Writing the adjustment moves the TSC by the difference.
+        assert!(c.wrmsr(n::TSC_ADJUST, 1 << 40).is_ok());
+        let t1 = c.read_tsc();
+        assert!(t1.wrapping_sub(t0) >= 1 << 40 && t1.wrapping_sub(t0) < (1 << 40) + (1 << 34));
+        assert_eq!(c.rdmsr(n::TSC_ADJUST).ok(), Some(1 << 40));
+        // Writing the TSC moves the adjustment by as much as the TSC moved.
+        let before = c.read_tsc();
+        assert!(c.wrmsr(n::TSC, 1000).is_ok());
+        let adj = c.rdmsr(n::TSC_ADJUST).ok().unwrap();
+        let moved = adj.wrapping_sub(1 << 40);
+        assert!(1000u64.wrapping_sub(before).wrapping_sub(moved) < 1 << 34);
+        // Linux resets a non-zero adjustment at boot: the TSC goes back by as much.
+        assert!(c.wrmsr(n::TSC_ADJUST, 0).is_ok());
+        assert!(c.read_tsc() < 1 << 40, "back near the unadjusted clock");
+        for e in c.cpuid.iter_mut().filter(|e| e.function == 7) {
+            e.ebx &= !crate::cpuid::ebx7::TSC_ADJUST;
+        }
+        assert!(c.rdmsr(n::TSC_ADJUST).is_err(), "#GP when CPUID hides it");
+        assert!(c.wrmsr(n::TSC_ADJUST, 0).is_err());
+    }
+
+    #[test]
+    fn bhi_dis_s_follows_cpuid_7_2() {
+        let mut c = cpu();
+        assert!(c.wrmsr(n::SPEC_CTRL, SPEC_CTRL_BHI_DIS_S | 1).is_ok());
+        assert_eq!(c.rdmsr(n::SPEC_CTRL).ok(), Some(SPEC_CTRL_BHI_DIS_S | 1));
+        c.cpuid.retain(|e| !(e.function == 7 && e.index == 2));
+        assert!(c.wrmsr(n::SPEC_CTRL, SPEC_CTRL_BHI_DIS_S).is_err());
     }
 }
