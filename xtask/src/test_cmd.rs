@@ -16,6 +16,20 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
+/// Whether `npm ci` must (re)install the browser test driver in `web`: it is missing, or
+/// the lock file changed since npm last installed from it (npm keeps its own copy of the
+/// lock in `node_modules/.package-lock.json`).
+fn browser_driver_stale(web: &std::path::Path) -> bool {
+    let modified = |p: std::path::PathBuf| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    match (
+        modified(web.join("package-lock.json")),
+        modified(web.join("node_modules/.package-lock.json")),
+    ) {
+        (Some(lock), Some(installed)) => lock > installed,
+        _ => true,
+    }
+}
+
 /// Run everything: host set-up, the guest kit, formatting and lint checks, all tests.
 pub fn run(args: &[String]) -> anyhow::Result<()> {
     let root = crate::repo_root();
@@ -24,10 +38,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         "host packages (scripts/setup-host.sh)",
         Command::new("bash").arg(root.join("scripts/setup-host.sh")),
     )?;
-    if !root
-        .join("crates/vnc/web/node_modules/playwright-core")
-        .is_dir()
-    {
+    if browser_driver_stale(&root.join("crates/vnc/web")) {
         step(
             "browser test driver (npm ci --prefix crates/vnc/web)",
             Command::new("npm")
