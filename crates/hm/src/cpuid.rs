@@ -115,7 +115,7 @@ pub fn guest_table(base: &[CpuidEntry], apic_id: u32, policy: &CpuidPolicy) -> V
             _ => {}
         }
     }
-    put_tsc_leaf(&mut t, policy);
+    put_frequency_leaves(&mut t, policy);
     match policy.provider {
         ParavirtProvider::None => {}
         ParavirtProvider::Minimal => {
@@ -146,11 +146,12 @@ pub fn guest_table(base: &[CpuidEntry], apic_id: u32, policy: &CpuidPolicy) -> V
 }
 
 /// Leaf 15h, the TSC's ratio to the core crystal clock (which on Intel CPUs also drives
-/// the local APIC timer) and the crystal's frequency, when the engine knows the TSC and
+/// the local APIC timer) and the crystal's frequency, and leaf 16h, the core's base and
+/// maximum frequency (the TSC's) and the bus frequency, when the engine knows the TSC and
 /// APIC timer frequencies and the base table has no leaf 15h of its own (KVM passes the
-/// host's). Linux then takes both frequencies as given. Otherwise it calibrates them against
+/// host's). Linux then takes the frequencies as given. Otherwise it calibrates them against
 /// the PIT and the ACPI timer, which goes wrong on an interpreter: each port read is an exit.
-fn put_tsc_leaf(t: &mut Vec<CpuidEntry>, policy: &CpuidPolicy) {
+fn put_frequency_leaves(t: &mut Vec<CpuidEntry>, policy: &CpuidPolicy) {
     let (tsc, apic) = (policy.tsc_khz, policy.apic_khz);
     if tsc == 0 || apic == 0 || t.iter().any(|e| e.function == 0x15) {
         return;
@@ -174,8 +175,18 @@ fn put_tsc_leaf(t: &mut Vec<CpuidEntry>, policy: &CpuidPolicy) {
             ..Default::default()
         },
     );
+    put(
+        t,
+        CpuidEntry {
+            function: 0x16,
+            eax: tsc / 1000,
+            ebx: tsc / 1000,
+            ecx: apic / 1000,
+            ..Default::default()
+        },
+    );
     if let Some(l0) = t.iter_mut().find(|e| e.function == 0) {
-        l0.eax = l0.eax.max(0x15);
+        l0.eax = l0.eax.max(0x16);
     }
 }
 
@@ -247,7 +258,12 @@ mod tests {
             apic_khz: 1_000_000,
         };
         let t = guest_table(&b, 0, &p(2_500_000));
-        assert_eq!(sup::cpuid::lookup(&t, 0, 0)[0], 0x15, "leaf 15h reachable");
+        assert_eq!(
+            sup::cpuid::lookup(&t, 0, 0)[0],
+            0x16,
+            "leaves 15h and 16h reachable"
+        );
+        assert_eq!(sup::cpuid::lookup(&t, 0x16, 0)[..3], [2500, 2500, 1000]);
         let [den, num, hz, _] = sup::cpuid::lookup(&t, 0x15, 0);
         assert_eq!((den, num, hz), (2, 5, 1_000_000_000));
         // What Linux's native_calibrate_tsc computes, in its 32-bit arithmetic.
@@ -256,6 +272,7 @@ mod tests {
         // Unknown TSC frequency (KVM): no leaf, and a host leaf 15h is kept.
         let t = guest_table(&b, 0, &p(0));
         assert_eq!(sup::cpuid::lookup(&t, 0x15, 0), [0; 4]);
+        assert_eq!(sup::cpuid::lookup(&t, 0x16, 0), [0; 4]);
         assert_eq!(sup::cpuid::lookup(&t, 0, 0)[0], 7);
         b.push(CpuidEntry {
             function: 0x15,
