@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn corpus() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/vbox")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../settings/tests/corpus/vbox")
 }
 
 fn bad(name: &str) -> PathBuf {

@@ -3,9 +3,10 @@
 
 use std::path::PathBuf;
 
-/// The shared corpus of real `.vbox` files.
+/// The corpus of real `.vbox` files (published machine files, byte-for-byte; where each
+/// comes from is in its SOURCES.md).
 pub fn corpus_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/corpus/vbox")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/corpus/vbox")
 }
 
 /// All corpus files, sorted. Panics loudly when the corpus is missing, so
