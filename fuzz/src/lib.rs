@@ -46,3 +46,66 @@ pub fn hgcm_call(mut d: &[u8], functions: u8, max_params: u8) -> (u32, Vec<Param
     }
     (u32::from(f % functions.max(1)), out, d)
 }
+
+/// Reads fuzz input front to back; past the end every read gives zeros, so any input
+/// decodes to a complete sequence of operations.
+pub struct Input<'a> {
+    d: &'a [u8],
+}
+
+impl<'a> Input<'a> {
+    /// Decode `d`.
+    pub fn new(d: &'a [u8]) -> Self {
+        Input { d }
+    }
+
+    /// Whether the input is used up.
+    pub fn is_empty(&self) -> bool {
+        self.d.is_empty()
+    }
+
+    /// The next `n` bytes (fewer at the end of the input).
+    pub fn take(&mut self, n: usize) -> &'a [u8] {
+        let (a, b) = self.d.split_at(n.min(self.d.len()));
+        self.d = b;
+        a
+    }
+
+    /// The next `N` bytes, zero-padded.
+    pub fn array<const N: usize>(&mut self) -> [u8; N] {
+        let mut out = [0u8; N];
+        let b = self.take(N);
+        out[..b.len()].copy_from_slice(b);
+        out
+    }
+
+    /// One byte.
+    pub fn u8(&mut self) -> u8 {
+        self.array::<1>()[0]
+    }
+
+    /// A little-endian u16.
+    pub fn u16(&mut self) -> u16 {
+        u16::from_le_bytes(self.array())
+    }
+
+    /// A little-endian u32.
+    pub fn u32(&mut self) -> u32 {
+        u32::from_le_bytes(self.array())
+    }
+
+    /// A little-endian u64.
+    pub fn u64(&mut self) -> u64 {
+        u64::from_le_bytes(self.array())
+    }
+
+    /// A byte-sized choice: `table[i]` for an even selector, the next input byte for odd.
+    pub fn pick(&mut self, table: &[u8]) -> u8 {
+        let sel = self.u8();
+        if sel & 1 == 0 && !table.is_empty() {
+            table[usize::from(sel >> 1) % table.len()]
+        } else {
+            self.u8()
+        }
+    }
+}

@@ -59,9 +59,10 @@ fn be32(v: &[u8]) -> u32 {
     u32::from_be_bytes([v[0], v[1], v[2], v[3]])
 }
 
-/// LBA to minutes/seconds/frames (with the 2-second lead-in).
+/// LBA to minutes/seconds/frames (with the 2-second lead-in). The minutes of a medium
+/// past 255 minutes (an image of hundreds of GiB) keep their low 8 bits, as the field has.
 fn lba_to_msf(lba: u32) -> [u8; 3] {
-    let l = lba + 150;
+    let l = u64::from(lba) + 150;
     [(l / 75 / 60) as u8, (l / 75 % 60) as u8, (l % 75) as u8]
 }
 
@@ -430,6 +431,47 @@ mod tests {
         );
         let s = a.execute(&cdb(&[0x03, 0, 0, 0, 18]), Some(&mut m)).unwrap();
         assert_eq!(s[12], 0x20);
+    }
+
+    /// A medium of any size that reads as zeros.
+    struct Huge(u64);
+
+    impl Disk for Huge {
+        fn size(&self) -> u64 {
+            self.0
+        }
+        fn read_only(&self) -> bool {
+            true
+        }
+        fn read_at(&mut self, buf: &mut [u8], _offset: u64) -> media::Result<()> {
+            buf.fill(0);
+            Ok(())
+        }
+        fn write_at(&mut self, _buf: &[u8], _offset: u64) -> media::Result<()> {
+            Ok(())
+        }
+        fn flush(&mut self) -> media::Result<()> {
+            Ok(())
+        }
+        fn discard(&mut self, _offset: u64, _len: u64) -> media::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn toc_msf_of_the_largest_image() {
+        // An image of 2^32 blocks (8 TiB, a sparse file will do): the lead-out's LBA
+        // + 150 overflowed a u32 (a panic with overflow checks).
+        let mut m = Huge(u64::from(u32::MAX) * CD_SECTOR as u64 + CD_SECTOR as u64);
+        let mut a = Atapi::new(true);
+        let d = a
+            .execute(&cdb(&[0x43, 2, 0, 0, 0, 0, 0, 0, 100]), Some(&mut m))
+            .unwrap();
+        let l = u64::from(u32::MAX) + 150;
+        assert_eq!(
+            d[16..20],
+            [0, (l / 75 / 60) as u8, (l / 75 % 60) as u8, (l % 75) as u8]
+        );
     }
 
     proptest::proptest! {
