@@ -570,7 +570,7 @@ impl Hba {
         let mut action = drive.command(&tf);
         if let Action::Packet { dma } = action {
             let mut cdb = [0u8; 12];
-            if !atapi_flag || self.mem.read(ctba + 0x40, &mut cdb).is_err() {
+            if !atapi_flag || self.mem.read(ctba.wrapping_add(0x40), &mut cdb).is_err() {
                 return self.fail(p, Outcome::abort());
             }
             action = match self.ports[p].drive.as_mut() {
@@ -578,7 +578,8 @@ impl Hba {
                 None => Action::Complete(Outcome::abort()),
             };
         }
-        let prdt = ctba + 0x80;
+        // Wrapping: an address past the end of guest memory fails the reads that follow.
+        let prdt = ctba.wrapping_add(0x80);
         let (outcome, moved, pio_in) = match action {
             Action::Complete(o) => (o, 0, false),
             Action::DataIn {
