@@ -12,7 +12,7 @@
 
 use super::regs::AR_PAS;
 use super::vbe::{bytes_per_pixel, LinearMode};
-use super::Vga;
+use super::{DirtyBitmap, Vga};
 
 /// Largest picture the renderer produces per side (bigger guest modes are clipped), so a
 /// guest cannot make the host allocate more than 256 MiB for the picture.
@@ -357,7 +357,7 @@ impl Renderer {
             } else {
                 (w as usize).div_ceil(8) * 4
             };
-            let changed = full || vga.dirty.any(vstart, vlen);
+            let changed = full || planes_dirty(&vga.dirty, vstart, vlen);
             if changed {
                 let row =
                     &mut self.fb.pixels[y as usize * w as usize..(y as usize + 1) * w as usize];
@@ -463,6 +463,16 @@ impl Renderer {
     }
 }
 
+/// True when any byte of the planes' `[start, start + len)` is dirty, the range wrapping
+/// at the end of the planes as the scan-out's addresses do (a start address near the end
+/// shows the beginning of the planes on the rest of the line).
+fn planes_dirty(dirty: &DirtyBitmap, start: usize, len: usize) -> bool {
+    let start = start % PLANES_SIZE;
+    let len = len.min(PLANES_SIZE);
+    let first = len.min(PLANES_SIZE - start);
+    dirty.any(start, first) || dirty.any(0, len - first)
+}
+
 /// Convert one row of linear-framebuffer bytes to 0x00RRGGBB pixels. One loop per depth,
 /// so the common 32 bpp case is a straight, vectorisable copy.
 fn convert_row(row: &mut [u32], src: &[u8], bpp: u32, palette: impl Fn(u8) -> u32) {
@@ -511,7 +521,27 @@ fn expand6(v: u32) -> u32 {
 
 #[cfg(test)]
 mod tests {
-    use super::convert_row;
+    use super::{convert_row, planes_dirty, DirtyBitmap, PLANES_SIZE};
+
+    #[test]
+    fn plane_ranges_wrap_at_the_end_of_the_planes() {
+        let mut d = DirtyBitmap::new(1 << 20);
+        d.clear();
+        d.mark(10);
+        assert!(planes_dirty(&d, PLANES_SIZE - 16, 32), "wraps to byte 10");
+        assert!(
+            !planes_dirty(&d, PLANES_SIZE - 16, 16),
+            "ends at the last byte"
+        );
+        assert!(!planes_dirty(&d, 4096, 8192));
+        d.clear();
+        d.mark(PLANES_SIZE + 10);
+        assert!(
+            !planes_dirty(&d, PLANES_SIZE - 16, 32),
+            "memory past the planes is not scanned out"
+        );
+        assert!(!planes_dirty(&d, usize::MAX, usize::MAX));
+    }
 
     #[test]
     fn rows_convert_at_every_depth() {

@@ -249,6 +249,58 @@ fn mode_13h_and_mode_12h() {
     assert_eq!(fb.pixel(7, 5), Some(0));
 }
 
+/// A start address near the end of the planes wraps the scan-out back to plane address 0
+/// (hardware scrolling does this): a write to the wrapped part redraws the rows showing it.
+#[test]
+fn scan_out_wrapping_past_the_planes_follows_writes() {
+    for planar in [false, true] {
+        let mut v = Vga::new(&VgaConfig::default());
+        mode3(&mut v);
+        outw(&mut v, 0x3c4, 0x0f02);
+        if planar {
+            // Mode 12h-like: 640x480, 16 colours; write mode 2.
+            outw(&mut v, 0x3c4, 0x0604);
+            outw(&mut v, 0x3ce, 0x0205);
+            outw(&mut v, 0x3ce, 0x0506);
+            outw(&mut v, 0x3ce, 0xff08);
+            outw(&mut v, 0x3d4, 0x4009);
+            outw(&mut v, 0x3d4, 0xdf12);
+            outw(&mut v, 0x3d4, 0x3e07);
+        } else {
+            // Mode 13h: chain-4, 320x200.
+            outw(&mut v, 0x3c4, 0x0e04);
+            outw(&mut v, 0x3ce, 0x4005);
+            outw(&mut v, 0x3ce, 0x0506);
+            outw(&mut v, 0x3d4, 0x4109);
+            outw(&mut v, 0x3d4, 0x8f12);
+        }
+        outw(&mut v, 0x3d4, 0x4f01);
+        outw(&mut v, 0x3d4, 0x2813);
+        let mut d = [0u8];
+        v.port_read(0x3da, &mut d);
+        outb(&mut v, 0x3c0, 0x30);
+        outb(&mut v, 0x3c0, if planar { 0x01 } else { 0x41 });
+        outb(&mut v, 0x3c0, 0x20);
+        // Row 0 starts 4 plane addresses before the end: the rest of it is at address 0.
+        outw(&mut v, 0x3d4, 0xff0c);
+        outw(&mut v, 0x3d4, 0xfc0d);
+        let mut r = Renderer::new();
+        r.refresh(&mut v);
+        // Colour 1 at plane address 0: pixels 16.. (chain-4) or 32..39 (planar) of row 0.
+        v.legacy_write(0, 1);
+        r.refresh(&mut v);
+        let x = if planar { 32 } else { 16 };
+        assert_eq!(
+            r.framebuffer().pixel(x, 0),
+            Some(0x0000aa),
+            "planar {planar}: the wrapped part of row 0 is redrawn"
+        );
+        let mut fresh = Renderer::new();
+        fresh.refresh(&mut v);
+        assert!(fresh.framebuffer() == r.framebuffer(), "planar {planar}");
+    }
+}
+
 #[test]
 fn pci_identity_rom_and_bar() {
     let mut rom = std::fs::read("/usr/share/seabios/vgabios-stdvga.bin").unwrap_or_else(|_| {
