@@ -21,7 +21,14 @@ fuzz_target!(|data: &[u8]| {
         d = rest;
         match f {
             30 => svc.host_set_text(&String::from_utf8_lossy(&d[..d.len().min(16)])),
-            31 => svc.set_mode([Mode::Disabled, Mode::HostToGuest, Mode::GuestToHost, Mode::Bidirectional][p.len() % 4]),
+            31 => svc.set_mode(
+                [
+                    Mode::Disabled,
+                    Mode::HostToGuest,
+                    Mode::GuestToHost,
+                    Mode::Bidirectional,
+                ][p.len() % 4],
+            ),
             32 => svc.disconnect(1 + (p.len() as u32 & 1)),
             _ => {
                 let (tx, rx) = crossbeam_channel::bounded::<Reply>(1);

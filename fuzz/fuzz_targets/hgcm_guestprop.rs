@@ -9,7 +9,11 @@ use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let mut svc = GuestProperties::new();
-    let _ = svc.host_set("/VirtualBox/HostInfo/Fixed", Some("x"), hgcm::guestprop::flags::RDONLYGUEST);
+    let _ = svc.host_set(
+        "/VirtualBox/HostInfo/Fixed",
+        Some("x"),
+        hgcm::guestprop::flags::RDONLYGUEST,
+    );
     svc.connect(1, 0);
     svc.connect(2, 0);
     let mut d = data;

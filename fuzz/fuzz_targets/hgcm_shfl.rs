@@ -9,7 +9,9 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let Ok(dir) = tempfile::tempdir() else { return };
     let _ = std::fs::write(dir.path().join("f"), b"x");
-    let Ok(mut svc) = SharedFolders::new(&[ShareConfig::new("s", dir.path())]) else { return };
+    let Ok(mut svc) = SharedFolders::new(&[ShareConfig::new("s", dir.path())]) else {
+        return;
+    };
     svc.connect(1, 0);
     let mut d = data;
     for _ in 0..16 {

@@ -16,14 +16,27 @@ fn put(mem: &GuestMemory, gpa: u64, words: &[(u64, u32)]) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(layout) = MemoryLayout::pc(16 << 20) else { return };
-    let Ok(mem) = GuestMemory::new(layout) else { return };
+    let Ok(layout) = MemoryLayout::pc(16 << 20) else {
+        return;
+    };
+    let Ok(mem) = GuestMemory::new(layout) else {
+        return;
+    };
     let mem = Arc::new(mem);
-    let dev = VmmDev::new(VmmDevConfig::default(), mem.clone(), pdm::IrqLine::disconnected(), None);
+    let dev = VmmDev::new(
+        VmmDevConfig::default(),
+        mem.clone(),
+        pdm::IrqLine::disconnected(),
+        None,
+    );
     if data.first().is_some_and(|b| b & 1 != 0) {
         // Report the guest first, as vboxguest does, so every request type is reachable.
         let _ = mem.write(REQ, &[0; 32]);
-        put(&mem, REQ, &[(0, 32), (4, 0x10001), (8, 50), (24, 0x10004), (28, 0x53100)]);
+        put(
+            &mem,
+            REQ,
+            &[(0, 32), (4, 0x10001), (8, 50), (24, 0x10004), (28, 0x53100)],
+        );
         dev.submit_request(REQ as u32);
     }
     let body = data.get(1..).unwrap_or_default();
