@@ -11,9 +11,9 @@
 #![no_main]
 
 use devices::pci::PciFunction;
-use devices::storage::{Ahci, AhciPortConfig, Drive, DriveKind, DriveOptions};
+use devices::storage::{Ahci, AhciPortConfig};
 use libfuzzer_sys::fuzz_target;
-use novabox_fuzz::Input;
+use novabox_fuzz::{storage, Input};
 use pdm::SharedDevice;
 use pgm::{GuestMemory, MemoryLayout};
 use std::sync::Arc;
@@ -30,16 +30,6 @@ const CT: u64 = 0x11_0000;
 const DATA: u64 = 0x20_0000;
 const PORTS: u64 = 4;
 
-/// ATA commands worth reaching (the rest come as raw bytes).
-const ATA: &[u8] = &[
-    0xec, 0xa1, 0xa0, 0x25, 0x35, 0x60, 0x61, 0xc8, 0xca, 0x20, 0x30, 0x24, 0x34, 0x29, 0x39, 0xc4,
-    0xc5, 0xc6, 0xef, 0xe7, 0xea, 0xf8, 0x27, 0x40, 0x42, 0x06, 0x90, 0x08, 0xe5, 0x3d,
-];
-/// ATAPI opcodes worth reaching.
-const CDB: &[u8] = &[
-    0x00, 0x03, 0x12, 0x1a, 0x5a, 0x1b, 0x1e, 0x25, 0x28, 0xa8, 0xbe, 0x43, 0x46, 0x4a, 0xbd, 0xbb,
-    0x2b,
-];
 /// Port registers by index (offsets in the port's 0x80 bytes).
 const PREGS: &[u64] = &[
     0x00, 0x04, 0x08, 0x0c, 0x10, 0x14, 0x18, 0x20, 0x24, 0x28, 0x2c, 0x30, 0x34, 0x38,
@@ -49,13 +39,6 @@ struct NullApic;
 
 impl pdm::ApicBus for NullApic {
     fn deliver(&self, _msg: pdm::ApicMessage) {}
-}
-
-fn medium(name: &str, data: Vec<u8>, format: media::Format) -> Option<Box<dyn media::Disk>> {
-    let st = media::MemStorage::new(name, data);
-    let layer = media::raw::RawLayer::open(Box::new(st), format).ok()?;
-    let m = media::Medium::from_layers(vec![Box::new(layer)], true).ok()?;
-    Some(Box::new(m))
 }
 
 struct Rig {
@@ -68,29 +51,16 @@ struct Rig {
 impl Rig {
     fn new(discard: bool) -> Option<Rig> {
         let mem = Arc::new(GuestMemory::new(MemoryLayout::pc(4 << 20).ok()?).ok()?);
-        let disk_bytes: Vec<u8> = (0..64 * 512)
-            .map(|i: usize| (i / 512) as u8 ^ i as u8)
-            .collect();
-        let disk = medium("disk.img", disk_bytes, media::Format::Raw)?;
-        // An ISO-like image: 40 blocks with a primary volume descriptor at block 16.
-        let mut iso: Vec<u8> = (0..40 * 2048).map(|i: usize| (i / 2048) as u8).collect();
-        iso[0x8000..0x8006].copy_from_slice(b"\x01CD001");
-        let cd = medium("cd.iso", iso, media::Format::Iso)?;
-        let mut opts = DriveOptions::vbox(DriveKind::HardDisk, "VB-fuzz");
-        opts.discard = discard;
+        let (disk, cd) = storage::disk_and_cd(discard)?;
         let devices = vec![
             AhciPortConfig {
                 port: 0,
-                drive: Drive::new(DriveKind::HardDisk, Some(disk), opts),
+                drive: disk,
                 hotplug: false,
             },
             AhciPortConfig {
                 port: 1,
-                drive: Drive::new(
-                    DriveKind::Cdrom,
-                    Some(cd),
-                    DriveOptions::vbox(DriveKind::Cdrom, "VB-cd"),
-                ),
+                drive: cd,
                 hotplug: true,
             },
         ];
@@ -280,7 +250,7 @@ impl Rig {
         let control = flags & 0x20 != 0;
         let raw_header = flags & 0x40 != 0;
 
-        let command = d.pick(ATA);
+        let command = d.pick(storage::ATA_COMMANDS);
         let lba = d.array::<6>();
         let count = d.array::<2>();
         let features = d.array::<2>();
@@ -299,7 +269,7 @@ impl Rig {
         fis[13] = count[1];
         fis[15] = ctl;
         let mut cdb = [0u8; 16];
-        cdb[0] = d.pick(CDB);
+        cdb[0] = d.pick(storage::ATAPI_OPCODES);
         cdb[1..12].copy_from_slice(&d.array::<11>());
 
         let ct = Self::slot_table(p, slot);

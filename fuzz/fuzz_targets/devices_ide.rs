@@ -11,9 +11,9 @@
 #![no_main]
 
 use devices::pci::PciFunction;
-use devices::storage::{Drive, DriveKind, DriveOptions, PiixIde, PiixModel};
+use devices::storage::{PiixIde, PiixModel};
 use libfuzzer_sys::fuzz_target;
-use novabox_fuzz::Input;
+use novabox_fuzz::{storage, Input};
 use pdm::SharedDevice;
 use pgm::{GuestMemory, MemoryLayout};
 use std::sync::Arc;
@@ -23,24 +23,6 @@ const BM: u64 = 0xc000;
 const PRD: u64 = 0x10_0000;
 /// 1 MiB of data buffers.
 const DATA: u64 = 0x20_0000;
-
-/// ATA commands worth reaching (the rest come as raw bytes).
-const ATA: &[u8] = &[
-    0xec, 0xa1, 0xa0, 0x20, 0x24, 0x30, 0x34, 0xc8, 0x25, 0xca, 0x35, 0xc4, 0xc5, 0x29, 0x39, 0xc6,
-    0xef, 0xe7, 0xea, 0xf8, 0x27, 0x40, 0x42, 0x90, 0x08, 0xe5, 0x91, 0x10, 0x3d, 0x06,
-];
-/// ATAPI opcodes worth reaching.
-const CDB: &[u8] = &[
-    0x00, 0x03, 0x12, 0x1a, 0x5a, 0x1b, 0x1e, 0x25, 0x28, 0xa8, 0xbe, 0x43, 0x46, 0x4a, 0xbd, 0xbb,
-    0x2b,
-];
-
-fn medium(name: &str, data: Vec<u8>, format: media::Format) -> Option<Box<dyn media::Disk>> {
-    let st = media::MemStorage::new(name, data);
-    let layer = media::raw::RawLayer::open(Box::new(st), format).ok()?;
-    let m = media::Medium::from_layers(vec![Box::new(layer)], true).ok()?;
-    Some(Box::new(m))
-}
 
 struct Rig {
     ide: PiixIde,
@@ -54,22 +36,7 @@ struct Rig {
 impl Rig {
     fn new(model: PiixModel, discard: bool) -> Option<Rig> {
         let mem = Arc::new(GuestMemory::new(MemoryLayout::pc(4 << 20).ok()?).ok()?);
-        let disk_bytes: Vec<u8> = (0..64 * 512)
-            .map(|i: usize| (i / 512) as u8 ^ i as u8)
-            .collect();
-        let disk = medium("disk.img", disk_bytes, media::Format::Raw)?;
-        // An ISO-like image: 40 blocks with a primary volume descriptor at block 16.
-        let mut iso: Vec<u8> = (0..40 * 2048).map(|i: usize| (i / 2048) as u8).collect();
-        iso[0x8000..0x8006].copy_from_slice(b"\x01CD001");
-        let cd = medium("cd.iso", iso, media::Format::Iso)?;
-        let mut opts = DriveOptions::vbox(DriveKind::HardDisk, "VB-fuzz");
-        opts.discard = discard;
-        let disk = Drive::new(DriveKind::HardDisk, Some(disk), opts);
-        let cd = Drive::new(
-            DriveKind::Cdrom,
-            Some(cd),
-            DriveOptions::vbox(DriveKind::Cdrom, "VB-cd"),
-        );
+        let (disk, cd) = storage::disk_and_cd(discard)?;
         let mut ide = PiixIde::new(
             model,
             [[Some(disk), None], [Some(cd), None]],
@@ -123,7 +90,7 @@ impl Rig {
             }
             // Command register.
             1 => {
-                let c = d.pick(ATA);
+                let c = d.pick(storage::ATA_COMMANDS);
                 self.out(ch, 7, &[c]);
             }
             // PIO data-in: a run of data-port reads of one width.
@@ -213,7 +180,7 @@ impl Rig {
                 let lba = d.array::<6>();
                 let count = d.array::<2>();
                 let features = d.array::<2>();
-                let c = d.pick(ATA);
+                let c = d.pick(storage::ATA_COMMANDS);
                 for (reg, hob, cur) in [
                     (1, features[1], features[0]),
                     (2, count[1], count[0]),
@@ -232,7 +199,7 @@ impl Rig {
                 let sel = d.u8();
                 let limit = d.u16();
                 let mut cdb = [0u8; 12];
-                cdb[0] = d.pick(CDB);
+                cdb[0] = d.pick(storage::ATAPI_OPCODES);
                 cdb[1..].copy_from_slice(&d.array::<11>());
                 self.out(ch, 1, &[sel & 1]);
                 self.out(ch, 4, &[limit as u8]);

@@ -109,3 +109,53 @@ impl<'a> Input<'a> {
         }
     }
 }
+
+/// What the storage controller targets attach: a small disk and an ATAPI CD, and the
+/// command bytes worth steering the fuzzer to.
+pub mod storage {
+    use devices::storage::{Drive, DriveKind, DriveOptions};
+
+    /// ATA commands worth reaching (the rest come as raw bytes): IDENTIFY, PIO, DMA and
+    /// NCQ reads and writes, SET FEATURES, flushes, TRIM, power management, and the rest
+    /// of what the models implement.
+    pub const ATA_COMMANDS: &[u8] = &[
+        0xec, 0xa1, 0xa0, 0x20, 0x24, 0x25, 0x29, 0x30, 0x34, 0x35, 0x39, 0x60, 0x61, 0xc4, 0xc5,
+        0xc6, 0xc8, 0xca, 0xef, 0xe7, 0xea, 0xf8, 0x27, 0x40, 0x42, 0x06, 0x90, 0x91, 0x10, 0x08,
+        0xe5, 0x3d,
+    ];
+
+    /// ATAPI opcodes worth reaching.
+    pub const ATAPI_OPCODES: &[u8] = &[
+        0x00, 0x03, 0x12, 0x1a, 0x5a, 0x1b, 0x1e, 0x25, 0x28, 0xa8, 0xbe, 0x43, 0x46, 0x4a, 0xbd,
+        0xbb, 0x2b,
+    ];
+
+    fn medium(name: &str, data: Vec<u8>, format: media::Format) -> Option<Box<dyn media::Disk>> {
+        let st = media::MemStorage::new(name, data);
+        let layer = media::raw::RawLayer::open(Box::new(st), format).ok()?;
+        let m = media::Medium::from_layers(vec![Box::new(layer)], true).ok()?;
+        Some(Box::new(m))
+    }
+
+    /// A 64-sector disk with a recognisable pattern (TRIM on when `discard`) and a CD with
+    /// an ISO-like 40-block image (a primary volume descriptor at block 16).
+    pub fn disk_and_cd(discard: bool) -> Option<(Drive, Drive)> {
+        let disk_bytes: Vec<u8> = (0..64 * 512)
+            .map(|i: usize| (i / 512) as u8 ^ i as u8)
+            .collect();
+        let disk = medium("disk.img", disk_bytes, media::Format::Raw)?;
+        let mut iso: Vec<u8> = (0..40 * 2048).map(|i: usize| (i / 2048) as u8).collect();
+        iso[0x8000..0x8006].copy_from_slice(b"\x01CD001");
+        let cd = medium("cd.iso", iso, media::Format::Iso)?;
+        let mut opts = DriveOptions::vbox(DriveKind::HardDisk, "VB-fuzz");
+        opts.discard = discard;
+        Some((
+            Drive::new(DriveKind::HardDisk, Some(disk), opts),
+            Drive::new(
+                DriveKind::Cdrom,
+                Some(cd),
+                DriveOptions::vbox(DriveKind::Cdrom, "VB-cd"),
+            ),
+        ))
+    }
+}
