@@ -18,6 +18,7 @@ use devices::vga::render::MAX_SIDE;
 use devices::vga::vbe::{self, index};
 use devices::vga::{Renderer, Vga, VgaConfig};
 use libfuzzer_sys::fuzz_target;
+use novabox_fuzz::Input;
 
 /// Most operations one input runs.
 const MAX_OPS: usize = 256;
@@ -28,39 +29,12 @@ const MAX_RENDERS: usize = 8;
 const VBVA_CODES: [u16; 14] = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 19, 20, 21, 0];
 const DEPTHS: [u16; 8] = [0, 4, 8, 15, 16, 24, 32, 1];
 
-struct Input<'a>(&'a [u8]);
-
-impl Input<'_> {
-    fn u8(&mut self) -> u8 {
-        match self.0.split_first() {
-            Some((&b, rest)) => {
-                self.0 = rest;
-                b
-            }
-            None => 0,
-        }
-    }
-    fn u16(&mut self) -> u16 {
-        u16::from_le_bytes([self.u8(), self.u8()])
-    }
-    fn u32(&mut self) -> u32 {
-        u32::from_le_bytes([self.u8(), self.u8(), self.u8(), self.u8()])
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        let take = n.min(self.0.len());
-        let (a, b) = self.0.split_at(take);
-        self.0 = b;
-        let mut v = a.to_vec();
-        v.resize(n, 0);
-        v
-    }
-    /// A size: mostly small, sometimes any 32-bit value.
-    fn size(&mut self) -> u32 {
-        match self.u8() {
-            0xff => self.u32(),
-            0xfe => u32::from(self.u16()),
-            b => u32::from(b),
-        }
+/// A size: mostly small, sometimes any 32-bit value.
+fn size(inp: &mut Input<'_>) -> u32 {
+    match inp.u8() {
+        0xff => inp.u32(),
+        0xfe => u32::from(inp.u16()),
+        b => u32::from(b),
     }
 }
 
@@ -155,7 +129,7 @@ fn refresh(r: &mut Renderer, v: &mut Vga) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let mut inp = Input(data);
+    let mut inp = Input::new(data);
     let cfg = inp.u8();
     // 4 MiB; 6 MiB (not a power of two: BAR0 is larger than the memory); 1 MiB, the
     // smallest, where the biggest modes are cheap enough to render often.
@@ -170,7 +144,7 @@ fuzz_target!(|data: &[u8]| {
     let mut renders = 0;
     let mut screenshot = false;
     for _ in 0..MAX_OPS {
-        if inp.0.is_empty() {
+        if inp.is_empty() {
             break;
         }
         match inp.u8() % 20 {
@@ -341,7 +315,7 @@ fuzz_target!(|data: &[u8]| {
                 } else {
                     VBVA_CODES[usize::from(k) % VBVA_CODES.len()]
                 };
-                let len = inp.size().min(vram);
+                let len = size(&mut inp).min(vram);
                 let body = inp.bytes((len as usize).min(4096));
                 // A size larger than the bytes given: the rest is whatever VRAM holds.
                 hgsmi_submit(&mut v, at, channel, code, &body, len);
@@ -370,8 +344,8 @@ fuzz_target!(|data: &[u8]| {
                             inp.u32(),
                             inp.u32(),
                             inp.u32(),
-                            inp.size(),
-                            inp.size(),
+                            size(&mut inp),
+                            size(&mut inp),
                         ]);
                         let b = inp.u8();
                         let bpp = if b >= 0xf0 {
@@ -386,7 +360,7 @@ fuzz_target!(|data: &[u8]| {
                     2 => {
                         // MOUSE_POINTER_SHAPE with a shape of any declared size.
                         let flags = u32::from(inp.u8());
-                        let (w, h) = (inp.size(), inp.size());
+                        let (w, h) = (size(&mut inp), size(&mut inp));
                         let and = (w as usize).div_ceil(8).saturating_mul(h as usize);
                         let need = ((and + 3) & !3)
                             .saturating_add((w as usize).saturating_mul(h as usize * 4));

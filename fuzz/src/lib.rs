@@ -79,6 +79,13 @@ impl<'a> Input<'a> {
         out
     }
 
+    /// The next `n` bytes, zero-padded.
+    pub fn bytes(&mut self, n: usize) -> Vec<u8> {
+        let mut v = self.take(n).to_vec();
+        v.resize(n, 0);
+        v
+    }
+
     /// One byte.
     pub fn u8(&mut self) -> u8 {
         self.array::<1>()[0]
